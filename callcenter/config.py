@@ -1,0 +1,451 @@
+"""Configuration: one validated model built from defaults, a TOML file, the environment and flags.
+
+Precedence, lowest first: built-in defaults < file < ``CALLCENTER_*`` environment < command-line
+flags. Validation happens once; any problem becomes a :class:`ConfigError` whose message names
+the file (or variable or flag), the key path, the bad value and what is allowed. Secret values
+are never echoed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from callcenter.errors import ConfigError
+from callcenter.security import is_pin_hash, redact_url
+from ivr.hours import BusinessHours
+
+DEFAULT_CONFIG_PATH = Path("config/callcenter.toml")
+ENV_PREFIX = "CALLCENTER_"
+ENV_CONFIG_FILE = "CALLCENTER_CONFIG"
+
+STRATEGIES = ("longest_idle", "round_robin", "fewest_calls", "least_talk_time")
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_SECRET_KEYS = {"pin_hash", "password", "token", "secret"}
+_URL_KEYS = {"url"}
+
+
+SkillLevel = Annotated[int, Field(ge=1, le=5, description="skill level, 1 (basic) to 5 (expert)")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CenterConfig(_Section):
+    name: str = "Demo Contact Center"
+    locale: str = Field("zh_CN", description="locale for generated data and formatting, e.g. zh_CN or en_US")
+    default_region: str = Field("CN", description="ISO 3166 region used to read numbers written without +CC")
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a phone region; use an ISO 3166 code such as 'CN' or 'US'")
+        return value
+
+
+class SipConfig(_Section):
+    listen_address: str = "127.0.0.1"
+    port: int = Field(5060, ge=1, le=65535)
+    worker_base_port: int = Field(5070, ge=1, le=65535, description="first SIP port of the media workers")
+    rtp_port_start: int = Field(20000, ge=1024, le=65535)
+    rtp_port_end: int = Field(29999, ge=1024, le=65535)
+    front: Literal["auto", "kamailio", "none"] = "auto"
+    workers: int = Field(0, ge=0, le=256, description="0 sizes the pool from max_legs")
+    max_legs: int = Field(16, ge=2, le=4096)
+    trunk_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
+
+    @field_validator("listen_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("trunk_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network such as '203.0.113.0/24'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> SipConfig:
+        if self.rtp_port_end <= self.rtp_port_start:
+            raise ValueError("rtp_port_end must be above rtp_port_start")
+        return self
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///var/callcenter.db"
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must start with sqlite:/// or postgresql:// (e.g. postgresql+psycopg://user@host/db)")
+        return value
+
+
+class RedisConfig(_Section):
+    url: str | None = Field(None, description="redis://host:port/db; unset keeps live state in memory")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+
+class CtiConfig(_Section):
+    listen: str = "ws://127.0.0.1:8800"
+    certificate: str | None = None
+    private_key: str | None = None
+
+
+class IvrConfig(_Section):
+    menu_file: str = "config/ivr.toml"
+    prompts_dir: str = "var/prompts"
+    languages: list[str] = Field(default_factory=lambda: ["zh", "en"], min_length=1)
+    default_language: str = "zh"
+
+    @model_validator(mode="after")
+    def _default_in_languages(self) -> IvrConfig:
+        if self.default_language not in self.languages:
+            raise ValueError(f"default_language {self.default_language!r} is not in languages {self.languages}")
+        return self
+
+
+class AcdConfig(_Section):
+    not_ready_reasons: list[str] = Field(
+        default_factory=lambda: ["break", "lunch", "training", "meeting", "after_call_work", "no_answer"]
+    )
+    max_missed_offers: int = Field(2, ge=1, le=20, description="ring-no-answers in a row before not ready")
+
+
+class Overflow(_Section):
+    after_seconds: int = Field(600, ge=1, description="max wait before the overflow applies")
+    target: str = Field("callback", description="'queue:NAME', 'callback' or 'hangup' (or 'voicemail')")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if value in ("callback", "hangup", "voicemail") or re.match(r"^queue:[A-Za-z0-9_.-]+$", value):
+            return value
+        raise ValueError("must be 'queue:NAME', 'callback', 'voicemail' or 'hangup'")
+
+
+class QueueConfig(_Section):
+    name: str = Field("", description="display name; the table key is the queue's id")
+    strategy: Literal["longest_idle", "round_robin", "fewest_calls", "least_talk_time"] = "longest_idle"
+    service_level_seconds: int = Field(20, ge=1, le=3600)
+    service_level_target: float = Field(0.8, gt=0, le=1)
+    max_length: int = Field(0, ge=0, description="0 means unlimited")
+    overflow: Overflow | None = None
+    when_no_agents: Literal["join", "refuse", "overflow"] = "join"
+    leave_when_empty: bool = False
+    wrapup_seconds: int = Field(30, ge=0, le=3600)
+    ring_timeout_seconds: int = Field(15, ge=3, le=300)
+    required_skills: dict[str, SkillLevel] = Field(default_factory=dict)
+    relax_after_seconds: list[int] = Field(
+        default_factory=list, description="waits after which every required level drops by one"
+    )
+    moh: str = Field("moh.wav", description="hold music file in the prompts directory")
+    announce_every_seconds: int = Field(60, ge=0, description="position/estimated-wait announcements; 0 turns off")
+
+    @field_validator("relax_after_seconds")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:])) or any(v <= 0 for v in value):
+            raise ValueError("must be positive and increasing, e.g. [30, 90]")
+        return value
+
+
+class AgentConfig(_Section):
+    name: str
+    pin_hash: str = Field(description="scrypt hash from 'callcenter agents hash-pin'; never the PIN itself")
+    phone: str = Field(description="SIP URI of the agent's phone, e.g. sip:1001@127.0.0.1:5080")
+    skills: dict[str, SkillLevel] = Field(default_factory=dict)
+    queues: list[str] = Field(default_factory=list)
+    auto_login: bool = False
+    role: Literal["agent", "supervisor"] = "agent"
+
+    @field_validator("pin_hash")
+    @classmethod
+    def _hashed(cls, value: str) -> str:
+        if not is_pin_hash(value):
+            raise ValueError("must be a PIN hash made by 'callcenter agents hash-pin', not a plain PIN")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _sip_uri(cls, value: str) -> str:
+        if not re.match(r"^sips?:[^\s@]+@[^\s]+$", value):
+            raise ValueError("must be a SIP URI such as 'sip:1001@127.0.0.1:5080'")
+        return value
+
+
+
+class DispositionConfig(_Section):
+    label: str
+    requires_callback: bool = False
+    requires_note: bool = False
+    outcome: Literal["resolved", "unresolved", "sale", "no_sale", "callback", "other"] = "other"
+
+
+def _default_queues() -> dict[str, QueueConfig]:
+    return {"general": QueueConfig(name="General")}
+
+
+def _default_dispositions() -> dict[str, DispositionConfig]:
+    return {
+        "resolved": DispositionConfig(label="Resolved", outcome="resolved"),
+        "callback": DispositionConfig(label="Call back", requires_callback=True, outcome="callback"),
+        "other": DispositionConfig(label="Other", requires_note=True),
+    }
+
+
+class Settings(_Section):
+    """The whole validated configuration."""
+
+    center: CenterConfig = Field(default_factory=CenterConfig)
+    sip: SipConfig = Field(default_factory=SipConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    cti: CtiConfig = Field(default_factory=CtiConfig)
+    ivr: IvrConfig = Field(default_factory=IvrConfig)
+    hours: BusinessHours = Field(default_factory=BusinessHours)
+    acd: AcdConfig = Field(default_factory=AcdConfig)
+    queues: dict[str, QueueConfig] = Field(default_factory=_default_queues)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    dispositions: dict[str, DispositionConfig] = Field(default_factory=_default_dispositions)
+
+    @field_validator("queues", "agents", "dispositions")
+    @classmethod
+    def _ids(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not _ID.match(key):
+                raise ValueError(f"id {key!r} may only use letters, digits, '_', '.', '-' (at most 32)")
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _at_least_one_queue(cls, value: dict[str, QueueConfig]) -> dict[str, QueueConfig]:
+        if not value:
+            raise ValueError("at least one queue is needed")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        problems: list[tuple[tuple[str, ...], str]] = []
+        for qid, queue in self.queues.items():
+            if queue.overflow and queue.overflow.target.startswith("queue:"):
+                target = queue.overflow.target.split(":", 1)[1]
+                if target not in self.queues:
+                    problems.append((("queues", qid, "overflow", "target"), f"queue {target!r} does not exist"))
+                elif target == qid:
+                    problems.append((("queues", qid, "overflow", "target"), "a queue cannot overflow to itself"))
+            if queue.when_no_agents == "overflow" and queue.overflow is None:
+                problems.append((("queues", qid, "when_no_agents"), "'overflow' needs an [overflow] table"))
+        for aid, agent in self.agents.items():
+            for i, qid in enumerate(agent.queues):
+                if qid not in self.queues:
+                    known = ", ".join(sorted(self.queues))
+                    problems.append((("agents", aid, "queues", str(i)), f"queue {qid!r} does not exist (known: {known})"))
+        if "no_answer" not in self.acd.not_ready_reasons:
+            problems.append((("acd", "not_ready_reasons"), "must include 'no_answer' (used after missed offers)"))
+        if problems:
+            raise _CrossReferenceErrors(problems)
+        return self
+
+    def queue_display_name(self, qid: str) -> str:
+        queue = self.queues.get(qid)
+        return (queue.name if queue and queue.name else qid) if queue else qid
+
+
+class _CrossReferenceErrors(ValueError):
+    def __init__(self, problems: list[tuple[tuple[str, ...], str]]):
+        super().__init__("; ".join(msg for _, msg in problems))
+        self.problems = problems
+
+
+@dataclass
+class LoadedConfig:
+    """The settings plus where they came from, for messages and for ``config show``."""
+
+    settings: Settings
+    path: Path | None
+    origins: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _parse_override_value(raw: str) -> Any:
+    """Lists and tables are written as TOML (``["a", "b"]``); everything else stays a string for pydantic."""
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            return raw
+    return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str, Any]]:
+    """``CALLCENTER_QUEUES__SALES__STRATEGY=x`` -> {("queues","sales","strategy"): (var name, "x")}.
+
+    Only names with ``__`` are settings; ``CALLCENTER_CONFIG`` names the file.
+    """
+    found: dict[tuple[str, ...], tuple[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        if any(not part for part in path):
+            continue
+        found[path] = (name, _parse_override_value(raw))
+    return found
+
+
+def flag_overrides(assignments: list[str]) -> dict[tuple[str, ...], tuple[str, Any]]:
+    """``--set queues.sales.strategy=round_robin`` values."""
+    found: dict[tuple[str, ...], tuple[str, Any]] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        path = tuple(part.strip() for part in key.split("."))
+        if not sep or not all(path):
+            raise ConfigError(f"--set {item!r}: write it as KEY.PATH=VALUE, e.g. --set sip.port=5070")
+        found[path] = (f"--set {key}", _parse_override_value(raw))
+    return found
+
+
+def _describe_value(path: tuple[str, ...], value: Any) -> str:
+    last = path[-1] if path else ""
+    if last in _SECRET_KEYS:
+        return "(hidden)"
+    if last in _URL_KEYS and isinstance(value, str):
+        return repr(redact_url(value))
+    if isinstance(value, (dict, list)):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return repr(value)
+
+
+def _format_problems(source: str, problems: list[tuple[tuple[str, ...], Any, str]], origins: dict) -> str:
+    lines = [f"{source}: invalid configuration ({len(problems)} problem{'s' if len(problems) != 1 else ''})"]
+    for path, value, message in problems:
+        key = ".".join(path) or "(top level)"
+        origin = next((o for p, o in origins.items() if path[: len(p)] == p), None)
+        where = f" (from {origin})" if origin else ""
+        shown = f" = {_describe_value(path, value)}" if value is not _MISSING else ""
+        lines.append(f"  {key}{shown}{where}: {message}")
+    lines.append("Fix the file (see the comments in config/callcenter.toml) and run 'callcenter config check'.")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _lookup(tree: Any, path: tuple[str, ...]) -> Any:
+    node = tree
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return _MISSING
+    return node
+
+
+def _pydantic_message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see config/callcenter.toml for the keys)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def validate(tree: dict[str, Any], source: str, origins: dict[tuple[str, ...], str] | None = None) -> Settings:
+    origins = origins or {}
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        problems: list[tuple[tuple[str, ...], Any, str]] = []
+        for error in exc.errors():
+            context = error.get("ctx", {}).get("error")
+            base = tuple(str(part) for part in error["loc"])
+            if isinstance(context, _CrossReferenceErrors):
+                for path, message in context.problems:
+                    problems.append((base + path, _lookup(tree, base + path), message))
+                continue
+            problems.append((base, _lookup(tree, base), _pydantic_message(error)))
+        raise ConfigError(_format_problems(source, problems, origins)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found (copy config/callcenter.toml and edit it)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: is not UTF-8 text ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+
+
+def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_CONFIG_FILE):
+        return Path(environ[ENV_CONFIG_FILE])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def load(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: list[str] | None = None,
+) -> LoadedConfig:
+    """Build the settings: defaults < file < environment < ``--set`` flags."""
+    environ = os.environ if environ is None else environ
+    config_path = resolve_config_path(path, environ)
+    tree: dict[str, Any] = read_toml(config_path) if config_path else {}
+    origins: dict[tuple[str, ...], str] = {}
+    for layer in (env_overrides(environ), flag_overrides(overrides or [])):
+        for key_path, (origin, value) in layer.items():
+            _set_path(tree, key_path, value)
+            origins[key_path] = origin
+    source = str(config_path) if config_path else "built-in defaults"
+    return LoadedConfig(settings=validate(tree, source, origins), path=config_path, origins=origins)

@@ -1,0 +1,1 @@
+"""Orchestration: feeds telephony events into ivr/ and acd/ and turns their actions into commands."""
