@@ -21,6 +21,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from screenpop.numbers import normalize  # noqa: E402
+
+CN_MOBILE_PREFIXES = ("135", "136", "137", "138", "139", "150", "151", "152", "186", "187", "188", "189")
+US_AREA_CODES = ("212", "415", "617", "312", "206", "305")
+
+
+def _number(rng: random.Random, chinese: bool) -> str:
+    """A number that is valid by phonenumbers' metadata, written the way people write them."""
+    while True:
+        if chinese:
+            raw = f"{rng.choice(CN_MOBILE_PREFIXES)}{rng.randint(10**7, 10**8 - 1)}"
+        else:
+            raw = f"+1 {rng.choice(US_AREA_CODES)} {rng.randint(200, 999)} {rng.randint(1000, 9999)}"
+        if normalize(raw, "CN"):
+            return raw
 
 
 def make_csv(path: Path, rows: int, seed: int) -> int:
@@ -29,14 +46,11 @@ def make_csv(path: Path, rows: int, seed: int) -> int:
     with path.open("w", encoding="utf-8") as out:
         out.write("external_id,name,phone,company,email,tier,language,notes\n")
         for i in range(rows):
-            if rng.random() < 0.6:
-                phone = f"1{rng.choice('3578')}{rng.randint(0, 9)}{rng.randint(10**7, 10**8 - 1)}"
-                name, lang = f"客户{i}", "zh"
-            else:
-                phone = f"+1 {rng.choice(['212', '415', '617', '312'])} {rng.randint(200, 999)} {rng.randint(1000, 9999)}"
-                name, lang = f"Customer {i}", "en"
+            chinese = rng.random() < 0.6
+            name, lang = (f"客户{i}", "zh") if chinese else (f"Customer {i}", "en")
+            phone = _number(rng, chinese)
             if rng.random() < 0.3:
-                phone += f";1{rng.choice('3578')}{rng.randint(0, 9)}{rng.randint(10**7, 10**8 - 1)}"
+                phone += ";" + _number(rng, True)
             if rng.random() < 0.01:
                 phone, bad = "12345", bad + 1
             tier = rng.choices(["standard", "silver", "gold", "vip"], weights=[60, 22, 12, 6])[0]
