@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 import re
+import signal
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -54,6 +57,7 @@ class CustomerRecord:
     external_id: str
     values: dict[str, Any]
     phones: tuple[Phone, ...]
+    raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +145,7 @@ def parse_row(row: dict[str, str], line: int, columns: tuple[str, ...], region: 
             return RejectedRow(line, f"email {email!r} is not an address", raw)
     except ValueError as exc:
         return RejectedRow(line, str(exc), raw)
-    return CustomerRecord(line, external_id, values, tuple(phones))
+    return CustomerRecord(line, external_id, values, tuple(phones), raw)
 
 
 def _header(reader: csv.DictReader, path: Path) -> tuple[str, ...]:
@@ -170,43 +174,108 @@ class CsvReadStats:
     unknown_columns: tuple[str, ...] = ()
 
 
-def read_customers(
-    handle: IO[str], path: Path, region: str, stats: CsvReadStats | None = None
-) -> Iterator[CustomerRecord | RejectedRow]:
-    """Stream validated rows; duplicates of an earlier external_id in the same file are rejected."""
+RawRow = tuple[int, dict[str, str]]
+
+
+def raw_rows(handle: IO[str], path: Path, stats: CsvReadStats | None = None) -> tuple[tuple[str, ...], Iterator[RawRow | RejectedRow]]:
+    """Check the header, then stream (line, row) pairs; records the CSV module cannot read become rejects."""
     reader = csv.DictReader(handle)
     names = _header(reader, path)
     if stats is not None:
         stats.unknown_columns = tuple(n for n in names if n not in COLUMNS)
     columns = tuple(n for n in names if n in COLUMNS)
-    seen: dict[str, int] = {}
-    previous_end = reader.line_num
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            line = previous_end + 1
-            previous_end = reader.line_num
-            yield RejectedRow(line, f"not readable as CSV ({exc})")
-            continue
-        line = previous_end + 1
+
+    def rows() -> Iterator[RawRow | RejectedRow]:
         previous_end = reader.line_num
-        if not any((v or "").strip() for k, v in row.items() if k is not None) and None not in row:
-            continue
-        result = parse_row(row, line, columns, region)
-        if isinstance(result, CustomerRecord):
-            first = seen.get(result.external_id)
-            if first is not None:
-                yield RejectedRow(line, f"external_id {result.external_id!r} already on line {first}", result_raw(row))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield RejectedRow(previous_end + 1, f"not readable as CSV ({exc})")
+                previous_end = reader.line_num
                 continue
-            seen[result.external_id] = line
-        yield result
+            line, previous_end = previous_end + 1, reader.line_num
+            if None in row or any((v or "").strip() for v in row.values()):
+                yield line, row
+
+    return columns, rows()
 
 
-def result_raw(row: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in row.items() if k is not None}
+def parse_rows(items: list[RawRow], columns: tuple[str, ...], region: str) -> list[CustomerRecord | RejectedRow]:
+    """Validate a chunk of rows (module-level, so a process pool can run it)."""
+    return [parse_row(row, line, columns, region) for line, row in items]
+
+
+class DuplicateFilter:
+    """Rejects a second row with an external_id seen earlier in the same file."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, item: CustomerRecord | RejectedRow) -> CustomerRecord | RejectedRow:
+        if isinstance(item, RejectedRow):
+            return item
+        first = self._seen.setdefault(item.external_id, item.line)
+        if first != item.line:
+            return RejectedRow(item.line, f"external_id {item.external_id!r} already on line {first}", item.raw)
+        return item
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def read_customers(
+    handle: IO[str], path: Path, region: str, stats: CsvReadStats | None = None, *, workers: int = 1, chunk: int = 1000
+) -> Iterator[CustomerRecord | RejectedRow]:
+    """Stream validated rows in file order; with ``workers`` > 1 the validation runs in a process pool.
+
+    Validation (phone number parsing above all) is most of an import's CPU; the pool spreads it
+    over the cores while this process reads the file and writes the database.
+    """
+    columns, items = raw_rows(handle, path, stats)
+    dedupe = DuplicateFilter()
+    if workers <= 1:
+        for item in items:
+            if isinstance(item, RejectedRow):
+                yield item
+            else:
+                yield dedupe(parse_row(item[1], item[0], columns, region))
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) as pool:
+        pending: deque = deque()
+
+        def submit(batch: list[RawRow], early: list[RejectedRow]) -> None:
+            pending.append((early, pool.submit(parse_rows, batch, columns, region)))
+
+        batch: list[RawRow] = []
+        early: list[RejectedRow] = []
+        try:
+            for item in items:
+                if isinstance(item, RejectedRow):
+                    early.append(item)
+                    continue
+                batch.append(item)
+                if len(batch) >= chunk:
+                    submit(batch, early)
+                    batch, early = [], []
+                    while len(pending) > workers * 2:
+                        yield from _drain(pending.popleft(), dedupe)
+            submit(batch, early)
+            while pending:
+                yield from _drain(pending.popleft(), dedupe)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _drain(entry, dedupe: DuplicateFilter) -> Iterator[CustomerRecord | RejectedRow]:
+    early, future = entry
+    results = sorted([*early, *future.result()], key=lambda r: r.line)
+    for result in results:
+        yield dedupe(result)
 
 
 def write_rejects(path: Path, rejects: list[RejectedRow]) -> None:
