@@ -1,1 +1,108 @@
 """Pure ACD logic: queues, agents, routing, statistics, Erlang C. No I/O, no clock reads."""
+
+from acd.actions import (
+    Action,
+    AgentStateChanged,
+    AgentVerdict,
+    AnnouncePosition,
+    CancelOffer,
+    DialCustomer,
+    EventRejected,
+    Explanation,
+    OfferCall,
+    OfferCallback,
+    OfferReason,
+    OverflowCall,
+    RefuseCall,
+)
+from acd.engine import AGENT_STATES, CALL_STATES, AcdEngine
+from acd.errors import (
+    AcdError,
+    InvalidEvent,
+    SettingsError,
+    SnapshotError,
+    TimeWentBackwards,
+    UnknownAgent,
+    UnknownCall,
+    UnknownQueue,
+    UnknownReason,
+)
+from acd.events import (
+    AgentBecameAvailable,
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentWentNotReady,
+    CallAbandoned,
+    CallbackRequested,
+    CallEnded,
+    CallQueued,
+    Event,
+    OfferAccepted,
+    OfferRejected,
+    SkillsChanged,
+    StatisticsReset,
+    Tick,
+    WrapUpEnded,
+    event_from_dict,
+    event_to_dict,
+)
+from acd.settings import STRATEGIES, AcdSettings, AgentSettings, OverflowSettings, QueueSettings
+from acd.stats import AgentStats, QueueStats
+
+__all__ = [
+    # engine
+    "AcdEngine",
+    "AGENT_STATES",
+    "CALL_STATES",
+    "STRATEGIES",
+    # settings
+    "AcdSettings",
+    "QueueSettings",
+    "AgentSettings",
+    "OverflowSettings",
+    # events
+    "Event",
+    "CallQueued",
+    "CallAbandoned",
+    "CallbackRequested",
+    "OfferAccepted",
+    "OfferRejected",
+    "CallEnded",
+    "AgentLoggedIn",
+    "AgentLoggedOut",
+    "AgentWentNotReady",
+    "AgentBecameAvailable",
+    "WrapUpEnded",
+    "SkillsChanged",
+    "StatisticsReset",
+    "Tick",
+    "event_to_dict",
+    "event_from_dict",
+    # actions
+    "Action",
+    "OfferCall",
+    "CancelOffer",
+    "DialCustomer",
+    "OverflowCall",
+    "OfferCallback",
+    "RefuseCall",
+    "AnnouncePosition",
+    "AgentStateChanged",
+    "EventRejected",
+    "OfferReason",
+    "AgentVerdict",
+    "Explanation",
+    # statistics
+    "QueueStats",
+    "AgentStats",
+    # errors
+    "AcdError",
+    "SettingsError",
+    "UnknownQueue",
+    "UnknownAgent",
+    "UnknownCall",
+    "UnknownReason",
+    "InvalidEvent",
+    "TimeWentBackwards",
+    "SnapshotError",
+]

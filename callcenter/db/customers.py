@@ -83,17 +83,20 @@ def upsert_customers(session: Session, records: Sequence[CustomerRecord]) -> Bat
     new = [r for r in records if r.external_id not in existing]
     phone_rows: list[dict[str, Any]] = []
     if new:
-        rows = [
-            {"external_id": r.external_id, "created_at": now, "updated_at": now, **_defaults(), **r.values}
-            for r in new
-        ]
-        inserted = session.execute(
-            insert(_CUSTOMERS).returning(_CUSTOMERS.c.id, _CUSTOMERS.c.external_id, sort_by_parameter_order=True),
-            rows,
-        ).all()
-        for (customer_id, _), record in zip(inserted, new):
+        base = {"created_at": now, "updated_at": now, **_DEFAULTS}
+        session.execute(insert(_CUSTOMERS), [{**base, "external_id": r.external_id, **r.values} for r in new])
+        # One indexed select instead of RETURNING, which SQLite can only do row by row in a bulk insert.
+        ids = dict(
+            session.execute(
+                select(_CUSTOMERS.c.external_id, _CUSTOMERS.c.id).where(
+                    _CUSTOMERS.c.external_id.in_([r.external_id for r in new])
+                )
+            ).all()
+        )
+        for record in new:
             phone_rows.extend(
-                {"customer_id": customer_id, "e164": p.e164, "kind": p.kind, "raw": p.raw} for p in record.phones
+                {"customer_id": ids[record.external_id], "e164": p.e164, "kind": p.kind, "raw": p.raw}
+                for p in record.phones
             )
         result.inserted = len(new)
 
@@ -134,11 +137,10 @@ def upsert_customers(session: Session, records: Sequence[CustomerRecord]) -> Bat
     return result
 
 
-def _defaults() -> dict[str, Any]:
-    return {
-        "tier": "standard", "blacklisted": False, "do_not_call": False,
-        "credit_limit": Decimal("0"), "balance": Decimal("0"),
-    }
+_DEFAULTS: dict[str, Any] = {
+    "tier": "standard", "blacklisted": False, "do_not_call": False,
+    "credit_limit": Decimal("0"), "balance": Decimal("0"),
+}
 
 
 def export_rows(session: Session, batch: int = 5000) -> Iterator[dict[str, Any]]:
