@@ -30,6 +30,8 @@ demo: install system-packages
 	$(CC) config check
 	$(CC) db upgrade
 	$(CC) demo-data --customers $(DEMO_CUSTOMERS) --seed 42
+	$(CC) prompts build
+	$(CC) ivr check
 	$(CC) overview
 
 test: install system-packages

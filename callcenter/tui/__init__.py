@@ -1,0 +1,1 @@
+"""Terminal user interfaces (Textual): the only package that imports ``textual``."""
