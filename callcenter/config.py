@@ -65,6 +65,18 @@ class SipConfig(_Section):
     workers: int = Field(0, ge=0, le=256, description="0 sizes the pool from max_legs")
     max_legs: int = Field(16, ge=2, le=4096)
     trunk_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
+    outbound_uri: str = Field(
+        "sip:{number}@127.0.0.1:5060", description="where callbacks dial customers; {number} is E.164 without +"
+    )
+    caller_id: str = Field("4008001234", description="the number customers see on callbacks")
+    queue_log: str | None = Field("var/queue_log", description="Asterisk-format queue_log file; unset: database only")
+
+    @field_validator("outbound_uri")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{number}" not in value or not re.match(r"^sips?:", value):
+            raise ValueError("must be a SIP URI template containing {number}, e.g. 'sip:{number}@trunk.example'")
+        return value
 
     @field_validator("listen_address")
     @classmethod
@@ -123,6 +135,8 @@ class IvrConfig(_Section):
     prompts_dir: str = "var/prompts"
     languages: list[str] = Field(default_factory=lambda: ["zh", "en"], min_length=1)
     default_language: str = "zh"
+    ask_language: bool = Field(True, description="false: callers start in default_language, no language menu")
+    fallback_queue: str = Field("general", description="where a caller goes when the IVR cannot continue")
 
     @model_validator(mode="after")
     def _default_in_languages(self) -> IvrConfig:
@@ -165,7 +179,14 @@ class QueueConfig(_Section):
     relax_after_seconds: list[int] = Field(
         default_factory=list, description="waits after which every required level drops by one"
     )
-    moh: str = Field("moh.wav", description="hold music file in the prompts directory")
+    callback_key: str | None = Field("9", description="key a waiting caller presses to be called back instead")
+
+    @field_validator("callback_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) != 1 or value not in "0123456789*#"):
+            raise ValueError("must be one key: 0-9, * or #")
+        return value
     announce_every_seconds: int = Field(60, ge=0, description="position/estimated-wait announcements; 0 turns off")
 
     @field_validator("relax_after_seconds")
@@ -174,6 +195,11 @@ class QueueConfig(_Section):
         if any(b <= a for a, b in zip(value, value[1:])) or any(v <= 0 for v in value):
             raise ValueError("must be positive and increasing, e.g. [30, 90]")
         return value
+
+
+class RecordingConfig(_Section):
+    enabled: bool = False
+    directory: str = "var/recordings"
 
 
 class AgentConfig(_Section):
@@ -231,6 +257,7 @@ class Settings(_Section):
     ivr: IvrConfig = Field(default_factory=IvrConfig)
     hours: BusinessHours = Field(default_factory=BusinessHours)
     acd: AcdConfig = Field(default_factory=AcdConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     queues: dict[str, QueueConfig] = Field(default_factory=_default_queues)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     dispositions: dict[str, DispositionConfig] = Field(default_factory=_default_dispositions)
@@ -267,6 +294,9 @@ class Settings(_Section):
                 if qid not in self.queues:
                     known = ", ".join(sorted(self.queues))
                     problems.append((("agents", aid, "queues", str(i)), f"queue {qid!r} does not exist (known: {known})"))
+        if self.ivr.fallback_queue not in self.queues:
+            known = ", ".join(sorted(self.queues))
+            problems.append((("ivr", "fallback_queue"), f"queue {self.ivr.fallback_queue!r} does not exist (known: {known})"))
         if "no_answer" not in self.acd.not_ready_reasons:
             problems.append((("acd", "not_ready_reasons"), "must include 'no_answer' (used after missed offers)"))
         if problems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -321,7 +322,43 @@ def build_prompts(
         if isinstance(failed, CallCenterError):
             raise failed
         raise PromptError(f"recording prompts failed: {failed}")
+    if wanted is None:
+        write_hold_music(hold_music_file(prompts_dir), rate)
     return report
+
+
+HOLD_MUSIC = "moh.wav"
+
+
+def hold_music_file(prompts_dir: str | Path) -> Path:
+    return Path(prompts_dir) / HOLD_MUSIC
+
+
+def write_hold_music(path: Path, rate: int, *, seconds: float = 16.0) -> bool:
+    """A calm synthesised arpeggio for callers on hold (written once per rate); True when written."""
+    if path.exists():
+        try:
+            if wav_info(path).rate == rate:
+                return False
+        except Exception:  # an unreadable file is simply replaced
+            pass
+    notes = [261.63, 329.63, 392.00, 523.25, 392.00, 329.63, 293.66, 349.23, 440.00, 349.23, 293.66, 246.94]
+    step = seconds / len(notes)
+    samples = array.array("h")
+    for i in range(int(seconds * rate)):
+        t = i / rate
+        index, phase = divmod(t, step)
+        frequency = notes[int(index) % len(notes)]
+        envelope = min(1.0, phase * 20) * math.exp(-2.5 * phase)
+        value = 0.22 * envelope * (math.sin(2 * math.pi * frequency * t) + 0.3 * math.sin(4 * math.pi * frequency * t))
+        samples.append(int(max(-1.0, min(1.0, value)) * 32767))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return True
 
 
 # ------------------------------------------------------------------------------ checking files

@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ivr.queue_prompts import QUEUE_PROMPTS
 from ivr.menu import (
     INPUT_TYPES,
     PROMPT_ID,
@@ -391,7 +392,7 @@ def check_menu(
         for pid in sorted(all_ids - set(menu.prompts[language])):
             others = [lang for lang in prompt_langs if pid in menu.prompts[lang]]
             error(f"prompts.{language}", f"{pid!r} is in {', '.join(f'[prompts.{o}]' for o in others)} but not here")
-    used = used_prompts(menu)
+    used = used_prompts(menu) | set(QUEUE_PROMPTS)
     for pid in sorted(all_ids - used):
         language = next(lang for lang in prompt_langs if pid in menu.prompts[lang])
         warn(f"prompts.{language}.{pid}", "not used by any node")

@@ -31,7 +31,7 @@ def test_defaults_alone_are_valid():
 
 
 def test_precedence_defaults_file_env_flags(tmp_path):
-    path = write(tmp_path, '[sip]\nport = 5080\nworker_base_port = 6000\n[queues.q]\nwrapup_seconds = 5\n')
+    path = write(tmp_path, '[sip]\nport = 5080\nworker_base_port = 6000\n[ivr]\nfallback_queue = "q"\n[queues.q]\nwrapup_seconds = 5\n')
     env = {"CALLCENTER_SIP__PORT": "5090", "CALLCENTER_QUEUES__Q__WRAPUP_SECONDS": "7"}
     loaded = load(path, environ=env, overrides=["sip.port=5095"])
     s = loaded.settings
@@ -83,12 +83,17 @@ def test_every_problem_is_listed(tmp_path):
 def test_cross_references_are_checked(tmp_path):
     message = problems(
         tmp_path,
-        '[queues.a]\noverflow = { after_seconds = 10, target = "queue:nowhere" }\n'
+        '[ivr]\nfallback_queue = "a"\n[queues.a]\noverflow = { after_seconds = 10, target = "queue:nowhere" }\n'
         '[agents.7]\nname = "x"\nphone = "sip:7@h"\nqueues = ["a", "b"]\n'
         'pin_hash = "scrypt$16384$8$1$eToSEyRepz8/B7kSvgrVHA==$k8q9Slthdu3HBTs/msj+qrqaj7f11Iwjdbu3EQSmOXs="\n',
     )
     assert "queues.a.overflow.target = 'queue:nowhere'" in message and "does not exist" in message
     assert "agents.7.queues.1 = 'b'" in message
+
+
+def test_fallback_queue_must_exist(tmp_path):
+    message = problems(tmp_path, '[queues.only]\nname = "Only"\n')
+    assert "ivr.fallback_queue: queue 'general' does not exist (known: only)" in message
 
 
 def test_env_problem_names_the_variable(tmp_path):

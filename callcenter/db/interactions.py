@@ -1,0 +1,142 @@
+"""Contact records: the interaction row (CDR), the queue event log, dispositions and callbacks.
+
+Every write is its own short transaction so a crash loses at most the step in flight, and the
+row of a call is complete at each step (``ended_at`` empty means the call is still going).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from callcenter.db.engine import Database
+from callcenter.db.models import AuditEntry, Callback, Disposition, Interaction, QueueEvent, utcnow
+
+_INTERACTION_FIELDS = {
+    "queue", "agent_id", "customer_id", "queued_at", "offered_at", "answered_at", "ended_at", "wait_seconds",
+    "talk_seconds", "wrap_seconds", "outcome", "ivr_path", "language", "recording_path", "display_name",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRow:
+    callback_id: int
+    number: str
+    customer_id: int | None
+    queue: str | None
+    due_from: dt.datetime
+    due_until: dt.datetime | None
+    owner_agent_id: str | None
+    status: str
+    attempts: int
+
+
+class SqlInteractionStore:
+    """The durable side of the call flow, on SQLAlchemy (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def open(
+        self, *, call_id: str, direction: str, ani: str | None, dnis: str | None, display_name: str | None,
+        customer_id: int | None, arrived_at: dt.datetime,
+    ) -> int:
+        with self.db.session() as s:
+            row = Interaction(
+                call_id=call_id, direction=direction, ani=(ani or None) and ani[:64], dnis=(dnis or None) and dnis[:64],
+                display_name=(display_name or None) and display_name[:200], customer_id=customer_id,
+                arrived_at=arrived_at, ivr_path=[],
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def update(self, call_id: str, **values: Any) -> None:
+        unknown = set(values) - _INTERACTION_FIELDS
+        if unknown:
+            raise ValueError(f"not interaction fields: {sorted(unknown)}")
+        with self.db.session() as s:
+            s.execute(update(Interaction).where(Interaction.call_id == call_id).values(**values))
+
+    def get(self, call_id: str) -> dict[str, Any] | None:
+        with self.db.session() as s:
+            row = s.scalar(select(Interaction).where(Interaction.call_id == call_id))
+            if row is None:
+                return None
+            return {c.key: getattr(row, c.key) for c in Interaction.__table__.columns}
+
+    def log_queue_event(
+        self, *, at: dt.datetime, event: str, queue: str | None, call_id: str | None, agent_id: str | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        with self.db.session() as s:
+            s.add(QueueEvent(at=at, event=event, queue=queue, call_id=call_id, agent_id=agent_id, data=data or {}))
+
+    def queue_events(self, call_id: str | None = None) -> list[tuple[str, str | None, str | None]]:
+        with self.db.session() as s:
+            query = select(QueueEvent.event, QueueEvent.queue, QueueEvent.agent_id).order_by(QueueEvent.id)
+            if call_id is not None:
+                query = query.where(QueueEvent.call_id == call_id)
+            return [tuple(r) for r in s.execute(query)]
+
+    def save_disposition(
+        self, *, call_id: str, code: str, notes: str | None, agent_id: str | None, callback: dict[str, Any] | None = None,
+    ) -> int:
+        """Disposition and optional callback in one transaction: both are written or neither."""
+        with self.db.session() as s:
+            interaction = s.scalar(select(Interaction).where(Interaction.call_id == call_id))
+            if interaction is None:
+                raise LookupError(f"no interaction for call {call_id!r}")
+            s.add(Disposition(interaction_id=interaction.id, code=code, notes=notes, agent_id=agent_id))
+            if callback:
+                s.add(
+                    Callback(
+                        number=callback["number"], customer_id=interaction.customer_id, queue=callback.get("queue"),
+                        due_from=callback["due_from"], due_until=callback.get("due_until"),
+                        owner_agent_id=callback.get("owner_agent_id"), status="pending", source="agent",
+                        notes=callback.get("notes"), interaction_id=interaction.id,
+                    )
+                )
+            s.flush()
+            return interaction.id
+
+    def add_callback(
+        self, *, number: str, customer_id: int | None, queue: str | None, due_from: dt.datetime,
+        due_until: dt.datetime | None, source: str, call_id: str | None = None, owner_agent_id: str | None = None,
+        notes: str | None = None,
+    ) -> int:
+        with self.db.session() as s:
+            interaction_id = None
+            if call_id:
+                interaction_id = s.scalar(select(Interaction.id).where(Interaction.call_id == call_id))
+            row = Callback(
+                number=number, customer_id=customer_id, queue=queue, due_from=due_from, due_until=due_until,
+                owner_agent_id=owner_agent_id, status="pending", source=source, notes=notes,
+                interaction_id=interaction_id,
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def close_unfinished(self, *, reason: str, at: dt.datetime | None = None, call_ids: list[str] | None = None) -> int:
+        """Close calls left open by a crash (of the server, or of one worker when ``call_ids`` is given)."""
+        at = at or utcnow()
+        with self.db.session() as s:
+            query = update(Interaction).where(Interaction.ended_at.is_(None))
+            if call_ids is not None:
+                if not call_ids:
+                    return 0
+                query = query.where(Interaction.call_id.in_(call_ids))
+            result = s.execute(query.values(ended_at=at, outcome=reason))
+            return result.rowcount or 0
+
+    def audit(self, *, actor: str, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
+        with self.db.session() as s:
+            s.add(AuditEntry(actor=actor, action=action, target=target, details=details or {}))
+
+    def count_open(self) -> int:
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).where(Interaction.ended_at.is_(None))) or 0
