@@ -6,6 +6,7 @@ CC := $(BIN)/callcenter
 # Debian packages the product and its tests use (installed with apt-get when missing; needs root or sudo).
 SYSTEM_PACKAGES ?= postgresql redis-server espeak-ng sox sip-tester
 DEMO_CUSTOMERS ?= 2000
+DEMO_SECONDS ?= 90
 
 .PHONY: demo test install system-packages bench clean help
 
@@ -33,6 +34,7 @@ demo: install system-packages
 	$(CC) prompts build
 	$(CC) ivr check
 	$(CC) overview
+	$(CC) --config config/loopback.toml demo-calls --duration $(DEMO_SECONDS)
 
 test: install system-packages
 	$(BIN)/python -m pytest

@@ -7,7 +7,7 @@ import typer
 from callcenter import bootstrap
 from callcenter.cli import app, console, state
 from callcenter.db import current_revision, head_revision, upgrade
-from callcenter.db.demo import sync_agents
+from callcenter.db.agents import sync_agents
 
 db_app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

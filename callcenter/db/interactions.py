@@ -137,6 +137,15 @@ class SqlInteractionStore:
         with self.db.session() as s:
             s.add(AuditEntry(actor=actor, action=action, target=target, details=details or {}))
 
+    def outcomes_since(self, since: dt.datetime) -> dict[str | None, int]:
+        with self.db.session() as s:
+            return dict(
+                s.execute(
+                    select(Interaction.outcome, func.count()).where(Interaction.arrived_at >= since)
+                    .group_by(Interaction.outcome)
+                ).all()
+            )
+
     def count_open(self) -> int:
         with self.db.session() as s:
             return s.scalar(select(func.count()).where(Interaction.ended_at.is_(None))) or 0

@@ -6,7 +6,8 @@ from sqlalchemy import func, select
 
 from callcenter.config import load
 from callcenter.db.customers import load_profile
-from callcenter.db.demo import generate, sync_agents
+from callcenter.db.agents import sync_agents
+from callcenter.db.demo import generate
 from callcenter.db.models import Callback, Case, Customer, Disposition, Interaction, OrderItem, PhoneNumber
 from tests.conftest import SAMPLE_CONFIG
 

@@ -1,0 +1,824 @@
+"""The call flow: telephony events in, IVR and ACD decisions, telephony commands and records out.
+
+One asyncio loop owns all of it. The pure engines (``ivr.IvrSession`` per call, one
+``acd.AcdEngine``) decide; this module only translates between them and the outside, keeps
+timers, and writes every step to the contact store through a single writer thread (ordered,
+never blocking the loop). Each event is handled in isolation: a failure in one call is logged
+and never touches another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import acd
+import ivr
+from acd import AcdEngine, AcdSettings
+from callcenter.config import Settings
+from callcenter.core import queue_log as ql
+from callcenter.core.ports import ContactStore, Notifier, NullNotifier, QueueLogSink
+from callcenter.telephony import protocol as tp
+from ivr.ports import SelfServicePort, run_lookup
+from ivr.queue_prompts import BUSY, CALLBACK_CONFIRM, CALLBACK_OFFER, OVERFLOW_CALLBACK, position_announcement
+from screenpop.numbers import normalize
+
+log = logging.getLogger(__name__)
+
+IVR, QUEUED, RINGING, CONNECTED, CALLBACK, LEAVING, ENDED = (
+    "ivr", "queued", "ringing", "connected", "callback", "leaving", "ended",
+)
+
+
+class DispositionRefused(ValueError):
+    """A disposition that breaks a rule of ``[dispositions]``; the message is for the agent."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Call:
+    """One contact as the control process sees it (the interaction row's live twin)."""
+
+    call_id: str
+    leg: str | None
+    ani: str
+    dnis: str
+    display_name: str
+    arrived_at: dt.datetime
+    language: str
+    session: ivr.IvrSession | None = None
+    phase: str = IVR
+    customer_id: int | None = None
+    queue: str | None = None
+    priority: int = 0
+    queued_at: dt.datetime | None = None
+    agent_id: str | None = None
+    agent_leg: str | None = None
+    customer_leg: str | None = None
+    offered_at: dt.datetime | None = None
+    answered_at: dt.datetime | None = None
+    callback_number: str | None = None
+    outcome: str | None = None
+    playback: str | None = None
+    announcing: bool = False
+    hangup_after_playback: bool = False
+    ivr_plays: dict[str, int] = field(default_factory=dict)
+    timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+
+    def legs(self) -> list[str]:
+        return [leg for leg in (self.leg, self.agent_leg, self.customer_leg) if leg]
+
+
+class ContactCenter:
+    """Drives calls through IVR, queue and agent; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        menu: ivr.IvrMenu,
+        telephony: Any,
+        store: ContactStore,
+        selfservice: SelfServicePort,
+        prompts_dir: Path,
+        notifier: Notifier | None = None,
+        queue_log: QueueLogSink | None = None,
+        recordings_dir: Path | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.menu = menu
+        self.telephony = telephony
+        self.store = store
+        self.selfservice = selfservice
+        self.prompts_dir = Path(prompts_dir)
+        self.notifier = notifier or NullNotifier()
+        self.queue_log = queue_log
+        self.recordings_dir = recordings_dir
+        self.clock = clock
+        self.engine = AcdEngine(AcdSettings.from_config(settings))
+        self.calls: dict[str, Call] = {}
+        self.by_leg: dict[str, str] = {}
+        self.phones = {aid: a.phone for aid, a in settings.agents.items()}
+        self.last_call_of_agent: dict[str, str] = {}
+        self.handled_by: dict[str, str] = {}  # call -> agent who answered it, for dispositions
+        self.wrap_started: dict[str, dt.datetime] = {}
+        self.trunk_networks = [ipaddress.ip_network(n, strict=False) for n in settings.sip.trunk_allow]
+        self.counters: dict[str, int] = {"arrived": 0, "refused_source": 0, "blocked": 0, "failed_worker": 0}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-store")
+        self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
+        self._pending: set[asyncio.Future] = set()
+        self._acd_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Close what a previous run left open, log in the auto-login agents, start consuming events."""
+        self._loop = asyncio.get_running_loop()
+        closed = await self._loop.run_in_executor(
+            self._writer, lambda: self.store.close_unfinished(reason="server_restart")
+        )
+        if closed:
+            log.warning("closed %d interaction(s) left open by the previous run", closed)
+        for agent_id, agent in self.settings.agents.items():
+            if agent.auto_login and agent.role == "agent":
+                self._acd(acd.AgentLoggedIn(agent_id))
+        self._runner = asyncio.create_task(self._consume(), name="contact-center")
+
+    async def stop(self) -> None:
+        if self._runner:
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                pass
+        if self._acd_timer:
+            self._acd_timer.cancel()
+        for call in list(self.calls.values()):
+            for handle in call.timers.values():
+                handle.cancel()
+        await self.drain()
+        self._writer.shutdown(wait=True)
+        self._lookups.shutdown(wait=False, cancel_futures=True)
+
+    async def drain(self) -> None:
+        """Wait until every record write queued so far is done (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self.telephony.events.get()
+            self.handle(event)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Queue a record write on the writer thread: ordered, and never blocking the loop."""
+        loop = self._loop or asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+        self._pending.add(future)
+
+        def done(f: asyncio.Future) -> None:
+            self._pending.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                log.error("record write %s failed: %s", getattr(fn, "__name__", fn), f.exception())
+
+        future.add_done_callback(done)
+
+    def _qlog(self, call_id: str | None, queue: str | None, agent: str | None, event: str, *data: Any,
+              extra: dict[str, Any] | None = None) -> None:
+        at = self.now()
+        self._write(self.store.log_queue_event, at=at, event=event, queue=queue, call_id=call_id, agent_id=agent,
+                    data={"data": [str(d) for d in data], **(extra or {})})
+        if self.queue_log is not None:
+            try:
+                self.queue_log.write(ql.line(at, call_id, queue, agent, event, *data))
+            except OSError as exc:
+                log.error("queue_log file: %s", exc)
+
+    def _send(self, command: tp.Command) -> str:
+        return self.telephony.send(command)
+
+    def _call_of_leg(self, leg: str) -> Call | None:
+        call_id = self.by_leg.get(leg)
+        return self.calls.get(call_id) if call_id else None
+
+    def handle(self, event: tp.Event) -> None:
+        """Entry point for every telephony event; one event's failure never stops the next."""
+        try:
+            handler = getattr(self, f"_on_{type(event).__name__}", None)
+            if handler is not None:
+                handler(event)
+        except Exception:
+            log.exception("handling %s failed", type(event).__name__)
+
+    # ------------------------------------------------------------------ ACD
+
+    def _acd(self, event: acd.Event) -> None:
+        try:
+            actions = self.engine.handle(event, self.now().timestamp())
+        except acd.AcdError as exc:
+            log.error("ACD refused %s: %s", type(event).__name__, exc)
+            return
+        self._apply_acd(actions)
+        self._schedule_acd()
+
+    def _acd_tick(self) -> None:
+        self._acd_timer = None
+        try:
+            self._apply_acd(self.engine.tick(self.now().timestamp()))
+        except Exception:
+            log.exception("ACD tick failed")
+        self._schedule_acd()
+
+    def _schedule_acd(self) -> None:
+        deadline = self.engine.next_deadline()
+        if self._acd_timer is not None:
+            self._acd_timer.cancel()
+            self._acd_timer = None
+        if deadline is not None and self._loop is not None:
+            delay = max(0.0, deadline - self.now().timestamp())
+            self._acd_timer = self._loop.call_later(delay, self._acd_tick)
+
+    def _apply_acd(self, actions: list[acd.Action]) -> None:
+        for action in actions:
+            try:
+                handler = getattr(self, f"_do_{type(action).__name__}", None)
+                if handler is not None:
+                    handler(action)
+            except Exception:
+                log.exception("carrying out %s failed", type(action).__name__)
+
+    def _do_OfferCall(self, action: acd.OfferCall) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None:  # gone while the engine decided: release the agent at once
+            self._acd(acd.CallAbandoned(action.call_id))
+            return
+        now = self.now()
+        uri = self.phones.get(action.agent_id)
+        call.agent_id = action.agent_id
+        call.offered_at = now
+        call.phase = RINGING
+        if action.callback_number is not None:
+            # A kept-place callback: ring the agent first, the customer once the agent answers.
+            call.agent_leg = self.telephony.dial(uri, caller_id=action.callback_number,
+                                                 display_name=f"Callback {call.display_name}"[:80],
+                                                 timeout=action.ring_timeout + 2)
+        else:
+            call.agent_leg = self.telephony.dial(uri, peer=call.leg, caller_id=call.ani,
+                                                 display_name=call.display_name, timeout=action.ring_timeout + 2)
+        self.by_leg[call.agent_leg] = call.call_id
+        self._write(self.store.update, call.call_id, offered_at=now, agent_id=action.agent_id)
+        self.notifier.to_agent(action.agent_id, {
+            "type": "call.offered", "call_id": call.call_id, "queue": action.queue, "ani": call.ani,
+            "display_name": call.display_name, "customer_id": call.customer_id, "callback": action.callback_number,
+            "waited": (now - (call.queued_at or now)).total_seconds(),
+            "ivr_path": call.session.path_json() if call.session else [],
+        })
+
+    def _do_CancelOffer(self, action: acd.CancelOffer) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None or call.agent_leg is None:
+            return
+        ring = (self.now() - (call.offered_at or self.now())).total_seconds()
+        if action.reason == "ring_timeout":
+            self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGNOANSWER, int(ring * 1000))
+        else:
+            self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGCANCELED, int(ring * 1000))
+        self._drop_agent_leg(call)
+        if call.phase == RINGING:
+            call.phase = CALLBACK if call.callback_number else QUEUED
+        self.notifier.to_agent(action.agent_id, {"type": "call.offer_cancelled", "call_id": call.call_id,
+                                                 "reason": action.reason})
+
+    def _do_DialCustomer(self, action: acd.DialCustomer) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None or call.agent_leg is None:
+            return
+        uri = self.settings.sip.outbound_uri.format(number=action.number.lstrip("+"))
+        call.customer_leg = self.telephony.dial(uri, peer=call.agent_leg, caller_id=self.settings.sip.caller_id,
+                                                display_name=self.settings.center.name[:60], timeout=45)
+        self.by_leg[call.customer_leg] = call.call_id
+
+    def _do_OverflowCall(self, action: acd.OverflowCall) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None:
+            return
+        event = ql.EXITEMPTY if action.reason in ("empty", "no_agents") else ql.EXITWITHTIMEOUT
+        self._qlog(call.call_id, action.queue, None, event, action.reason, action.target)
+        if action.target.startswith("queue:"):
+            call.queue = action.target.split(":", 1)[1]
+            self._write(self.store.update, call.call_id, queue=call.queue)
+            self._qlog(call.call_id, call.queue, None, ql.ENTERQUEUE, "", call.ani)
+            return
+        if action.target == "callback":
+            self._leave_with_callback(call, prompt=OVERFLOW_CALLBACK, outcome="overflowed_callback")
+        else:
+            self._finish_with_prompt(call, BUSY, outcome="overflowed")
+
+    def _do_OfferCallback(self, action: acd.OfferCallback) -> None:
+        call = self.calls.get(action.call_id)
+        if call is not None and call.phase == QUEUED:
+            self._play_in_queue(call, (CALLBACK_OFFER,))
+
+    def _do_RefuseCall(self, action: acd.RefuseCall) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None:
+            return
+        self._qlog(call.call_id, action.queue, None, ql.EXITEMPTY, action.reason)
+        self._finish_with_prompt(call, BUSY, outcome="refused")
+
+    def _do_AnnouncePosition(self, action: acd.AnnouncePosition) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None or call.phase != QUEUED:
+            return
+        queue = self.settings.queues.get(action.queue)
+        key = queue.callback_key if queue else None
+        self._play_in_queue(call, position_announcement(action.position - 1, action.estimated_wait,
+                                                        call.language, callback_key=key))
+
+    def _do_AgentStateChanged(self, action: acd.AgentStateChanged) -> None:
+        agent, state, previous = action.agent_id, action.state, action.previous
+        if previous == "logged_out":
+            self._qlog(None, None, agent, ql.AGENTLOGIN, self.phones.get(agent, ""))
+        if state == "logged_out":
+            self._qlog(None, None, agent, ql.AGENTLOGOFF, self.phones.get(agent, ""))
+        if state == "not_ready" and previous != "not_ready":
+            self._qlog(None, None, agent, ql.PAUSE, action.reason or "")
+        if previous == "not_ready" and state == "available":
+            self._qlog(None, None, agent, ql.UNPAUSE, "")
+        if state == "wrap_up":
+            self.wrap_started[agent] = self.now()
+        elif previous == "wrap_up":
+            started = self.wrap_started.pop(agent, None)
+            call_id = self.last_call_of_agent.get(agent)
+            if started and call_id:
+                self._write(self.store.update, call_id, wrap_seconds=(self.now() - started).total_seconds())
+        message = {"type": "agent.state", "agent_id": agent, "state": state, "reason": action.reason,
+                   "previous": previous}
+        self.notifier.to_agent(agent, message)
+        self.notifier.to_supervisors(message)
+
+    def _do_EventRejected(self, action: acd.EventRejected) -> None:
+        log.warning("ACD rejected %s: %s", type(action.event).__name__, action.reason)
+
+    # ------------------------------------------------------------------ IVR
+
+    def _ivr(self, call: Call, event: Any) -> None:
+        if call.session is None or call.phase != IVR:
+            return
+        try:
+            actions = call.session.handle(event, self.now())
+        except ivr.IvrError as exc:
+            log.error("IVR session of %s: %s", call.call_id, exc)
+            self._enqueue(call, self.settings.ivr.fallback_queue, 0, {})
+            return
+        self._apply_ivr(call, actions)
+
+    def _apply_ivr(self, call: Call, actions: list[Any]) -> None:
+        for action in actions:
+            if call.phase != IVR:
+                break
+            if isinstance(action, ivr.SetLanguage):
+                call.language = action.language
+            elif isinstance(action, ivr.Play):
+                files = tuple(str(self._prompt(action.language, p)) for p in action.prompts)
+                playback = self._send(tp.PlayPrompts(leg=call.leg, files=files))
+                call.playback = playback
+                call.ivr_plays[playback] = action.play_id
+            elif isinstance(action, ivr.StartTimer):
+                old = call.timers.pop(action.timer_id, None)
+                if old:
+                    old.cancel()
+                call.timers[action.timer_id] = self._loop.call_later(
+                    action.seconds, self._ivr_timeout, call.call_id, action.timer_id)
+            elif isinstance(action, ivr.Lookup):
+                self._lookup(call, action)
+            elif isinstance(action, ivr.RouteToQueue):
+                self._save_ivr(call)
+                self._enqueue(call, action.queue, action.priority, dict(action.skills))
+            elif isinstance(action, ivr.RequestCallback):
+                self._ivr_callback(call, action)
+            elif isinstance(action, ivr.Transfer):
+                self._save_ivr(call)
+                log.warning("call %s: transfer to %s is not supported; routing to %s", call.call_id,
+                            action.destination, self.settings.ivr.fallback_queue)
+                self._enqueue(call, self.settings.ivr.fallback_queue, 0, {})
+            elif isinstance(action, ivr.Hangup):
+                self._save_ivr(call)
+                call.outcome = call.outcome or action.reason
+                call.phase = LEAVING
+                self._send(tp.Hangup(leg=call.leg, reason=action.reason))
+
+    def _prompt(self, language: str, prompt_id: str) -> Path:
+        return self.prompts_dir / language / f"{prompt_id}.wav"
+
+    def _ivr_timeout(self, call_id: str, timer_id: int) -> None:
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.timers.pop(timer_id, None)
+            self._ivr(call, ivr.TimedOut(timer_id))
+
+    def _lookup(self, call: Call, action: ivr.Lookup) -> None:
+        future = self._loop.run_in_executor(self._lookups, run_lookup, self.selfservice, action)
+
+        def done(f: asyncio.Future) -> None:
+            current = self.calls.get(call.call_id)
+            if current is None or f.cancelled():
+                return
+            result = f.result() if f.exception() is None else ivr.LookupCompleted(action.request_id, error=str(f.exception()))
+            if action.kind == "caller" and result.result is not None:
+                current.customer_id = getattr(result.result, "customer_id", None)
+                if current.customer_id is not None:
+                    self._write(self.store.update, current.call_id, customer_id=current.customer_id)
+            self._ivr(current, result)
+
+        future.add_done_callback(done)
+
+    def _save_ivr(self, call: Call) -> None:
+        if call.session is not None:
+            self._write(self.store.update, call.call_id, ivr_path=call.session.path_json(), language=call.language)
+
+    def _ivr_callback(self, call: Call, action: ivr.RequestCallback) -> None:
+        now = self.now()
+        number = action.number or call.ani
+        self._write(self.store.add_callback, number=number, customer_id=action.customer_id or call.customer_id,
+                    queue=action.queue, due_from=action.due or now,
+                    due_until=(action.due or now) + dt.timedelta(hours=2), source="ivr", call_id=call.call_id)
+        if action.keep_place:
+            call.callback_number = number
+            call.queue = action.queue
+            call.queued_at = now
+            self._write(self.store.update, call.call_id, queue=action.queue, queued_at=now)
+            self._acd(acd.CallbackRequested(call.call_id, number, queue=action.queue, priority=action.priority))
+        call.outcome = "callback_requested"
+
+    # ------------------------------------------------------------------ queue
+
+    def _enqueue(self, call: Call, queue: str, priority: int, skills: dict[str, int]) -> None:
+        if queue not in self.settings.queues:
+            log.error("call %s routed to unknown queue %r; using %s", call.call_id, queue,
+                      self.settings.ivr.fallback_queue)
+            queue = self.settings.ivr.fallback_queue
+        now = self.now()
+        self._cancel_timers(call)
+        call.phase = QUEUED
+        call.queue = queue
+        call.priority = priority
+        call.queued_at = now
+        self._write(self.store.update, call.call_id, queue=queue, queued_at=now)
+        self._qlog(call.call_id, queue, None, ql.ENTERQUEUE, "", call.ani)
+        self._hold_music(call)
+        self._acd(acd.CallQueued(call.call_id, queue, priority=priority, skills=skills or None, caller=call.ani))
+
+    def _hold_music(self, call: Call) -> None:
+        if call.leg and call.phase in (QUEUED, RINGING):
+            call.announcing = False
+            call.playback = self._send(tp.PlayPrompts(leg=call.leg, files=(str(self.prompts_dir / "moh.wav"),),
+                                                      loop=True))
+
+    def _play_in_queue(self, call: Call, prompts: tuple[str, ...]) -> None:
+        if call.leg is None:
+            return
+        call.announcing = True
+        files = tuple(str(self._prompt(call.language, p)) for p in prompts)
+        call.playback = self._send(tp.PlayPrompts(leg=call.leg, files=files))
+
+    def _leave_with_callback(self, call: Call, *, prompt: str, outcome: str) -> None:
+        now = self.now()
+        self._write(self.store.add_callback, number=call.ani, customer_id=call.customer_id, queue=call.queue,
+                    due_from=now, due_until=now + dt.timedelta(hours=4), source="ivr", call_id=call.call_id)
+        self._finish_with_prompt(call, prompt, outcome=outcome)
+
+    def _finish_with_prompt(self, call: Call, prompt: str, *, outcome: str) -> None:
+        """Say one last thing, then hang up (the call has already left the ACD)."""
+        call.outcome = outcome
+        call.phase = LEAVING
+        if call.leg is None:
+            self._finish(call)
+            return
+        call.hangup_after_playback = True
+        call.playback = self._send(tp.PlayPrompts(leg=call.leg, files=(str(self._prompt(call.language, prompt)),)))
+
+    def _caller_wants_callback(self, call: Call) -> None:
+        """The caller pressed the callback key while waiting: keep the place, hang up, ring back later."""
+        self._acd(acd.CallbackRequested(call.call_id, call.ani))
+        if call.call_id not in self.calls:
+            return
+        self._qlog(call.call_id, call.queue, None, ql.EXITWITHKEY, self.settings.queues[call.queue].callback_key)
+        self._write(self.store.add_callback, number=call.ani, customer_id=call.customer_id, queue=call.queue,
+                    due_from=self.now(), due_until=None, source="ivr", call_id=call.call_id)
+        call.callback_number = call.ani
+        call.outcome = "callback_requested"
+        call.phase = CALLBACK
+        leg = call.leg
+        call.hangup_after_playback = True
+        call.playback = self._send(tp.PlayPrompts(leg=leg, files=(str(self._prompt(call.language, CALLBACK_CONFIRM)),)))
+
+    # ------------------------------------------------------------------ telephony events
+
+    def _on_CallArrived(self, event: tp.CallArrived) -> None:
+        now = self.now()
+        self.counters["arrived"] += 1
+        host = event.remote_address.rsplit(":", 1)[0].strip("[]") if event.remote_address else ""
+        if not self._allowed(host):
+            self.counters["refused_source"] += 1
+            log.warning("refused call from %s (not in sip.trunk_allow): ani=%r dnis=%r", host or "unknown",
+                        event.ani, event.dnis)
+            self._send(tp.RejectCall(leg=event.leg, status=403, reason="Forbidden"))
+            return
+        number = normalize(event.ani, self.settings.center.default_region, strict=False)
+        ani = number.e164 if number else event.ani
+        call = Call(call_id=uuid.uuid4().hex, leg=event.leg, ani=ani, dnis=event.dnis,
+                    display_name=event.display_name, arrived_at=now, language=self.settings.ivr.default_language)
+        self.calls[call.call_id] = call
+        self.by_leg[event.leg] = call.call_id
+        self._write(self.store.open, call_id=call.call_id, direction="inbound", ani=ani, dnis=event.dnis,
+                    display_name=event.display_name, customer_id=None, arrived_at=now)
+        self._send(tp.AnswerCall(leg=event.leg))
+        call.session = ivr.IvrSession(self.menu, ivr.CallInfo(call.call_id, caller=ani, dialed=event.dnis,
+                                                              display_name=event.display_name),
+                                      hours=self.settings.hours, language=call.language)
+        self._apply_ivr(call, call.session.start(now))
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trunk_networks)
+
+    def _on_CallRefused(self, event: tp.CallRefused) -> None:
+        self.counters["blocked"] += 1
+        now = self.now()
+        call_id = uuid.uuid4().hex
+        self._write(self.store.open, call_id=call_id, direction="inbound", ani=event.ani, dnis=event.dnis,
+                    display_name=None, customer_id=None, arrived_at=now)
+        self._write(self.store.update, call_id, ended_at=now, outcome="blocked")
+        self.notifier.to_supervisors({"type": "call.blocked", "status": event.status, "reason": event.reason})
+
+    def _on_PlaybackFinished(self, event: tp.PlaybackFinished) -> None:
+        call = self._call_of_leg(event.leg)
+        if call is None or event.playback != call.playback:
+            return
+        call.playback = None
+        if call.hangup_after_playback:
+            call.hangup_after_playback = False
+            if call.phase != CALLBACK:
+                call.phase = LEAVING
+            self._send(tp.Hangup(leg=event.leg, reason=call.outcome or ""))
+            return
+        play_id = call.ivr_plays.pop(event.playback, None)
+        if play_id is not None:
+            self._ivr(call, ivr.PromptFinished(play_id))
+        elif call.announcing and call.phase in (QUEUED, RINGING):
+            self._hold_music(call)
+
+    def _on_DigitReceived(self, event: tp.DigitReceived) -> None:
+        call = self._call_of_leg(event.leg)
+        if call is None or event.leg != call.leg:
+            return
+        if call.phase == IVR:
+            self._ivr(call, ivr.DigitReceived(event.digit))
+        elif call.phase == QUEUED and call.queue:
+            key = self.settings.queues[call.queue].callback_key
+            if key and event.digit == key and call.callback_number is None:
+                self._caller_wants_callback(call)
+
+    def _on_LegAnswered(self, event: tp.LegAnswered) -> None:
+        call = self._call_of_leg(event.leg)
+        if call is None:
+            return
+        now = self.now()
+        if event.leg == call.agent_leg and call.phase == RINGING:
+            self._acd(acd.OfferAccepted(call.call_id, call.agent_id))
+            if call.call_id not in self.calls or call.phase != RINGING:
+                return
+            call.phase = CONNECTED
+            call.answered_at = now
+            call.outcome = "answered" if call.callback_number is None else call.outcome
+            self.last_call_of_agent[call.agent_id] = call.call_id
+            self.handled_by[call.call_id] = call.agent_id
+            ring = (now - (call.offered_at or now)).total_seconds()
+            if call.callback_number is None:
+                wait = (now - (call.queued_at or now)).total_seconds()
+                self._send(tp.Bridge(a=call.leg, b=call.agent_leg))
+                self._record(call)
+                self._write(self.store.update, call.call_id, answered_at=now, wait_seconds=round(wait, 3),
+                            outcome="answered")
+                self._qlog(call.call_id, call.queue, call.agent_id, ql.CONNECT, int(wait), call.agent_leg, int(ring))
+            self.notifier.to_agent(call.agent_id, {"type": "call.connected", "call_id": call.call_id})
+        elif event.leg == call.customer_leg:
+            call.outcome = "callback_answered"
+            self._send(tp.Bridge(a=call.agent_leg, b=call.customer_leg))
+            self._record(call)
+            self._write(self.store.update, call.call_id, answered_at=now, outcome="callback_answered")
+            self._qlog(call.call_id, call.queue, call.agent_id, ql.CONNECT, 0, call.customer_leg, 0)
+
+    def _record(self, call: Call) -> None:
+        if not self.settings.recording.enabled or self.recordings_dir is None:
+            return
+        path = self.recordings_dir / f"{self.now():%Y%m%d}" / f"{call.call_id}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._send(tp.StartRecording(conversation=call.call_id, legs=tuple(l for l in (call.leg or call.customer_leg,
+                                     call.agent_leg) if l), path=str(path)))
+        self._write(self.store.update, call.call_id, recording_path=str(path))
+
+    def _on_LegFailed(self, event: tp.LegFailed) -> None:
+        call = self._call_of_leg(event.leg)
+        self.by_leg.pop(event.leg, None)
+        if call is None:
+            return
+        if event.leg == call.agent_leg:
+            call.agent_leg = None
+            if call.phase == RINGING:
+                agent = call.agent_id
+                self._qlog(call.call_id, call.queue, agent, ql.RINGNOANSWER, 0,
+                           extra={"status": event.status, "reason": event.reason})
+                call.phase = CALLBACK if call.callback_number else QUEUED
+                self._acd(acd.OfferRejected(call.call_id, agent))
+        elif event.leg == call.customer_leg:
+            call.customer_leg = None
+            log.warning("callback %s to %s failed: %s %s", call.call_id, call.callback_number, event.status,
+                        event.reason)
+            call.outcome = f"callback_failed_{event.status}"
+            if call.agent_leg:
+                self._send(tp.Hangup(leg=call.agent_leg, reason="customer unreachable"))
+
+    def _on_CommandFailed(self, event: tp.CommandFailed) -> None:
+        log.warning("telephony command %s (%s) failed: %s", event.command, event.command_id, event.reason)
+        call = self._call_of_leg(event.leg) if event.leg else None
+        if call is None:
+            return
+        if event.command == "PlayPrompts" and event.command_id == call.playback:
+            # A missing prompt must not strand the caller: carry on as if it had been heard.
+            self._on_PlaybackFinished(tp.PlaybackFinished(leg=event.leg, playback=event.command_id, completed=False))
+        elif event.command == "Dial":
+            self._on_LegFailed(tp.LegFailed(leg=event.leg, status=500, reason=event.reason))
+
+    def _on_LegEnded(self, event: tp.LegEnded) -> None:
+        call = self._call_of_leg(event.leg)
+        self.by_leg.pop(event.leg, None)
+        if call is None:
+            return
+        now = self.now()
+        if event.leg == call.leg:
+            call.leg = None
+            self._cancel_timers(call)
+            if call.phase == IVR:
+                if call.session is not None and not call.session.ended:
+                    call.session.handle(ivr.CallerHungUp(), now)
+                self._save_ivr(call)
+                call.outcome = call.outcome or "abandoned_ivr"
+            elif call.phase in (QUEUED, RINGING):
+                waited = (now - (call.queued_at or now)).total_seconds()
+                self._qlog(call.call_id, call.queue, None, ql.ABANDON, 1, 1, int(waited))
+                call.outcome = "abandoned"
+                self._write(self.store.update, call.call_id, wait_seconds=round(waited, 3))
+                self._drop_agent_leg(call)
+                self._acd(acd.CallAbandoned(call.call_id))
+            elif call.phase == CONNECTED:
+                self._qlog(call.call_id, call.queue, call.agent_id, ql.COMPLETECALLER,
+                           int((call.answered_at - call.queued_at).total_seconds()) if call.queued_at else 0,
+                           int((now - call.answered_at).total_seconds()), 1)
+                self._end_conversation(call, now)
+            elif call.phase == CALLBACK:
+                return  # the caller left on purpose; the callback stays queued
+        elif event.leg == call.agent_leg:
+            call.agent_leg = None
+            if call.phase == CONNECTED:
+                self._qlog(call.call_id, call.queue, call.agent_id, ql.COMPLETEAGENT,
+                           int((call.answered_at - call.queued_at).total_seconds()) if call.queued_at else 0,
+                           int((now - call.answered_at).total_seconds()), 1)
+                self._end_conversation(call, now)
+            elif call.phase == RINGING:
+                self._on_LegFailed(tp.LegFailed(leg=event.leg, status=event.status or 487, reason=event.cause))
+                return
+        elif event.leg == call.customer_leg:
+            call.customer_leg = None
+            if call.phase == CONNECTED:
+                self._end_conversation(call, now)
+        if not call.legs() and call.phase != CALLBACK:
+            self._finish(call)
+
+    def _end_conversation(self, call: Call, now: dt.datetime) -> None:
+        talk = (now - call.answered_at).total_seconds() if call.answered_at else 0.0
+        self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
+        self._send(tp.StopRecording(conversation=call.call_id)) if self.settings.recording.enabled else None
+        call.phase = LEAVING
+        for leg in call.legs():
+            self._send(tp.Hangup(leg=leg, reason="conversation ended"))
+        self._acd(acd.CallEnded(call.call_id))
+        if call.agent_id:
+            self.notifier.to_agent(call.agent_id, {"type": "call.ended", "call_id": call.call_id})
+
+    def _drop_agent_leg(self, call: Call) -> None:
+        """Cancel a ringing agent leg at once; whatever that leg reports afterwards is ignored."""
+        if call.agent_leg:
+            self._send(tp.Hangup(leg=call.agent_leg, reason="offer cancelled"))
+            self.by_leg.pop(call.agent_leg, None)
+            call.agent_leg = None
+
+    def _on_WorkerDied(self, event: tp.WorkerDied) -> None:
+        lost = {self.by_leg.get(leg) for leg in event.legs} - {None}
+        log.error("worker %s died (rc %s): %d call(s) lost", event.worker, event.returncode, len(lost))
+        self.counters["failed_worker"] += len(lost)
+        for call_id in lost:
+            call = self.calls.get(call_id)
+            if call is None:
+                continue
+            for leg in call.legs():
+                self.by_leg.pop(leg, None)
+            call.leg = call.agent_leg = call.customer_leg = None
+            self._cancel_timers(call)
+            if call.phase == CONNECTED:
+                self._acd(acd.CallEnded(call.call_id))
+            elif call.phase in (QUEUED, RINGING, CALLBACK):
+                self._acd(acd.CallAbandoned(call.call_id))
+            call.outcome = "failed_worker"
+            self._finish(call)
+
+    def _cancel_timers(self, call: Call) -> None:
+        for handle in call.timers.values():
+            handle.cancel()
+        call.timers.clear()
+
+    def _finish(self, call: Call) -> None:
+        """The contact is over: complete its row and forget it."""
+        if call.phase == ENDED:
+            return
+        call.phase = ENDED
+        now = self.now()
+        values: dict[str, Any] = {"ended_at": now, "outcome": call.outcome or "ended"}
+        if call.session is not None and call.queued_at is None:
+            values["ivr_path"] = call.session.path_json()
+        self._write(self.store.update, call.call_id, **values)
+        self.calls.pop(call.call_id, None)
+        for leg in (call.leg, call.agent_leg, call.customer_leg):
+            if leg:
+                self.by_leg.pop(leg, None)
+
+    # ------------------------------------------------------------------ agent requests (CTI)
+
+    def login(self, agent_id: str, *, phone: str | None = None, not_ready_reason: str | None = None) -> None:
+        if phone:
+            self.phones[agent_id] = phone
+        self._acd(acd.AgentLoggedIn(agent_id, not_ready_reason=not_ready_reason))
+
+    def logout(self, agent_id: str) -> None:
+        self._acd(acd.AgentLoggedOut(agent_id))
+
+    def ready(self, agent_id: str) -> None:
+        self._acd(acd.AgentBecameAvailable(agent_id))
+
+    def not_ready(self, agent_id: str, reason: str) -> None:
+        self._acd(acd.AgentWentNotReady(agent_id, reason))
+
+    def end_wrap_up(self, agent_id: str) -> None:
+        self._acd(acd.WrapUpEnded(agent_id))
+
+    def dispose(self, agent_id: str, call_id: str, code: str, notes: str | None = None,
+                callback: dict[str, Any] | None = None) -> None:
+        """Save the agent's wrap-up code for a call it handled; rules come from ``[dispositions]``.
+
+        Raises :class:`DispositionRefused` with a message for the agent when a rule is not met.
+        """
+        rule = self.settings.dispositions.get(code)
+        if rule is None:
+            raise DispositionRefused(f"unknown disposition code {code!r}; known: {', '.join(self.settings.dispositions)}")
+        if rule.requires_note and not (notes or "").strip():
+            raise DispositionRefused(f"{rule.label}: a note is required")
+        if rule.requires_callback and not callback:
+            raise DispositionRefused(f"{rule.label}: schedule a callback (number and time)")
+        if callback and not callback.get("number"):
+            raise DispositionRefused("a callback needs a number")
+        handled = self.handled_by.get(call_id)
+        if handled != agent_id:
+            raise DispositionRefused(f"call {call_id} was not handled by agent {agent_id}")
+        self._write(self.store.save_disposition, call_id=call_id, code=code, notes=(notes or None) and notes[:4000],
+                    agent_id=agent_id, callback=callback)
+
+    def agent_snapshot(self, agent_id: str) -> dict[str, Any]:
+        """The agent's state and current call, for a console that (re)connects."""
+        state, reason = self.engine.agent_state(agent_id)
+        call_id = self.last_call_of_agent.get(agent_id)
+        call = self.calls.get(call_id) if call_id else None
+        ringing = next((c for c in self.calls.values() if c.agent_id == agent_id and c.phase == RINGING), None)
+        current = ringing or (call if call is not None and call.phase == CONNECTED else None)
+        return {
+            "agent_id": agent_id, "state": state, "reason": reason,
+            "phone": self.phones.get(agent_id),
+            "call": None if current is None else {
+                "call_id": current.call_id, "phase": current.phase, "queue": current.queue, "ani": current.ani,
+                "display_name": current.display_name, "customer_id": current.customer_id,
+                "ivr_path": current.session.path_json() if current.session else [],
+                "answered_at": current.answered_at.isoformat() if current.answered_at else None,
+            },
+            "last_call_id": call_id,
+        }
+
+    def hang_up(self, agent_id: str) -> bool:
+        """The agent ends their own current conversation."""
+        call_id = self.last_call_of_agent.get(agent_id)
+        call = self.calls.get(call_id) if call_id else None
+        if call is None or call.phase != CONNECTED or call.agent_id != agent_id or not call.agent_leg:
+            return False
+        self._send(tp.Hangup(leg=call.agent_leg, reason="agent hung up"))
+        return True

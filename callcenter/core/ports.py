@@ -1,0 +1,96 @@
+"""What the call flow needs from the outside, as small interfaces with in-memory twins for tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+
+class ContactStore(Protocol):
+    """The durable record of contacts (``callcenter.db.interactions.SqlInteractionStore``)."""
+
+    def open(self, *, call_id: str, direction: str, ani: str | None, dnis: str | None, display_name: str | None,
+             customer_id: int | None, arrived_at: dt.datetime) -> int: ...
+
+    def update(self, call_id: str, **values: Any) -> None: ...
+
+    def log_queue_event(self, *, at: dt.datetime, event: str, queue: str | None, call_id: str | None,
+                        agent_id: str | None, data: dict[str, Any] | None = None) -> None: ...
+
+    def add_callback(self, *, number: str, customer_id: int | None, queue: str | None, due_from: dt.datetime,
+                     due_until: dt.datetime | None, source: str, call_id: str | None = None,
+                     owner_agent_id: str | None = None, notes: str | None = None) -> int: ...
+
+    def close_unfinished(self, *, reason: str, at: dt.datetime | None = None,
+                         call_ids: list[str] | None = None) -> int: ...
+
+    def save_disposition(self, *, call_id: str, code: str, notes: str | None, agent_id: str | None,
+                         callback: dict[str, Any] | None = None) -> int: ...
+
+
+class Notifier(Protocol):
+    """Pushes to consoles (CTI): one agent's own events, and the supervisors' feed."""
+
+    def to_agent(self, agent_id: str, message: dict[str, Any]) -> None: ...
+
+    def to_supervisors(self, message: dict[str, Any]) -> None: ...
+
+
+class NullNotifier:
+    def to_agent(self, agent_id: str, message: dict[str, Any]) -> None:
+        pass
+
+    def to_supervisors(self, message: dict[str, Any]) -> None:
+        pass
+
+
+class QueueLogSink(Protocol):
+    """Asterisk-compatible queue_log lines (see :mod:`callcenter.core.queue_log`)."""
+
+    def write(self, line: str) -> None: ...
+
+
+class InMemoryContactStore:
+    """The contact store's twin for tests: rows as dicts, queue events as tuples."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.events: list[tuple[str, str | None, str | None, str | None, dict[str, Any]]] = []
+        self.callbacks: list[dict[str, Any]] = []
+
+    def open(self, *, call_id: str, direction: str, ani: str | None, dnis: str | None, display_name: str | None,
+             customer_id: int | None, arrived_at: dt.datetime) -> int:
+        self.rows[call_id] = {"call_id": call_id, "direction": direction, "ani": ani, "dnis": dnis,
+                              "display_name": display_name, "customer_id": customer_id, "arrived_at": arrived_at,
+                              "ended_at": None, "outcome": None}
+        return len(self.rows)
+
+    def update(self, call_id: str, **values: Any) -> None:
+        self.rows[call_id].update(values)
+
+    def log_queue_event(self, *, at: dt.datetime, event: str, queue: str | None, call_id: str | None,
+                        agent_id: str | None, data: dict[str, Any] | None = None) -> None:
+        self.events.append((event, queue, call_id, agent_id, data or {}))
+
+    def add_callback(self, **values: Any) -> int:
+        self.callbacks.append(values)
+        return len(self.callbacks)
+
+    def close_unfinished(self, *, reason: str, at: dt.datetime | None = None,
+                         call_ids: list[str] | None = None) -> int:
+        closed = 0
+        for call_id, row in self.rows.items():
+            if row["ended_at"] is None and (call_ids is None or call_id in call_ids):
+                row.update(ended_at=at or dt.datetime.now(dt.UTC), outcome=reason)
+                closed += 1
+        return closed
+
+    def save_disposition(self, *, call_id: str, code: str, notes: str | None, agent_id: str | None,
+                         callback: dict[str, Any] | None = None) -> int:
+        self.rows[call_id].setdefault("dispositions", []).append({"code": code, "notes": notes, "agent_id": agent_id})
+        if callback:
+            self.callbacks.append({**callback, "source": "agent", "call_id": call_id})
+        return 1
+
+    def event_names(self, call_id: str | None = None) -> list[str]:
+        return [e[0] for e in self.events if call_id is None or e[2] == call_id]

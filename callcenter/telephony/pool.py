@@ -1,0 +1,583 @@
+"""The worker pool (asyncio): starts media workers, routes commands to them, supervises them.
+
+:class:`WorkerPool` runs N worker processes (``python -m callcenter.telephony.worker``), worker *i*
+on SIP port ``base_port + i`` with its own RTP range (``rtp_ports`` ports, then a gap, because
+pjsua's range includes its end port). Every event of every worker lands in one
+:class:`asyncio.Queue` (``pool.events``), stamped with the worker's name. Commands go to the
+worker that owns the leg they name. A worker that dies (or stops answering pings) is restarted
+with backoff, and the pool puts :class:`~callcenter.telephony.protocol.WorkerDied` listing the legs
+lost with it in the queue, so the control process can close those calls and free their agents.
+No other worker notices.
+
+:class:`FakeTelephony` is the in-memory twin with the same interface: it records commands and
+lets a test inject events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from callcenter.telephony import protocol as p
+from callcenter.telephony.admission import LegBudget
+
+__all__ = ["Telephony", "WorkerPool", "WorkerInfo", "WorkerStartError", "FakeTelephony"]
+
+log = logging.getLogger("callcenter.telephony.pool")
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not be started (port in use, pjsua2 missing...); the message has its log."""
+
+
+class Telephony(Protocol):
+    """What the control process needs from telephony; :class:`WorkerPool` and :class:`FakeTelephony`."""
+
+    events: asyncio.Queue
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def send(self, command: p.Command, *, worker: str | None = None) -> str: ...
+
+    def dial(self, uri: str, *, peer: str | None = None, caller_id: str = "", display_name: str = "",
+             timeout: float = 30.0, worker: str | None = None) -> str: ...
+
+    def free_legs(self, worker: str | None = None) -> int: ...
+
+    def worker_of(self, leg: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A snapshot of one worker for supervision screens and the SIP front's configuration."""
+
+    name: str
+    address: str
+    port: int
+    rtp_start: int
+    rtp_end: int
+    legs: int
+    alive: bool
+    pid: int | None
+    generation: int
+    free_legs: int
+    in_use: int
+    restarts: int
+
+
+@dataclass
+class _Worker:
+    name: str
+    port: int
+    rtp_start: int
+    rtp_end: int
+    generation: int = 0
+    proc: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    free: int = 0
+    in_use: int = 0
+    restarts: int = 0
+    started_at: float = 0.0
+    last_seen: float = 0.0
+    backoff: float = 0.0
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    stderr_tail: deque = field(default_factory=lambda: deque(maxlen=60))
+    started: asyncio.Future | None = None
+
+
+class WorkerPool:
+    """N media workers behind one event queue. Use ``await start()`` then ``send``/``dial``.
+
+    ``legs`` is each worker's leg budget (default 4, what the installed pjsua2 build allows).
+    ``max_rate`` is each worker's new-leg rate limit per second. Workers are named ``w1``..``wN``;
+    leg ids look like ``w1.2-17`` (worker, generation, sequence), unique for the pool's lifetime.
+    """
+
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        address: str = "127.0.0.1",
+        base_port: int = 5070,
+        rtp_start: int = 20000,
+        rtp_ports: int = 64,
+        rtp_gap: int = 16,
+        legs: int = 4,
+        max_rate: float = 20.0,
+        decide_timeout: float = 5.0,
+        python: str = sys.executable,
+        restart_backoff: tuple[float, float] = (0.5, 30.0),
+        ping_interval: float = 5.0,
+        hang_timeout: float = 30.0,
+        stop_timeout: float = 5.0,
+        worker_args: tuple[str, ...] = (),
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
+        if rtp_ports < 4 * legs:
+            raise ValueError("rtp_ports must give each leg at least 4 ports")
+        last = rtp_start + workers * (rtp_ports + rtp_gap)
+        if last > 65535 or base_port + workers - 1 > 65535:
+            raise ValueError("the port ranges of the workers do not fit below 65536")
+        self.address = address
+        self.legs = legs
+        self.max_rate = max_rate
+        self.decide_timeout = decide_timeout
+        self.python = python
+        self.restart_backoff = restart_backoff
+        self.ping_interval = ping_interval
+        self.hang_timeout = hang_timeout
+        self.stop_timeout = stop_timeout
+        self.worker_args = tuple(worker_args)
+        self.events: asyncio.Queue[p.Event] = asyncio.Queue()
+        self._workers: dict[str, _Worker] = {}
+        for i in range(workers):
+            start = rtp_start + i * (rtp_ports + rtp_gap)
+            name = f"w{i + 1}"
+            self._workers[name] = _Worker(name, base_port + i, start, start + rtp_ports - 1)
+        self._leg_worker: dict[str, str] = {}
+        self._dialled: dict[str, str] = {}  # Dial command id -> leg, until the worker accepts it
+        self._recording_worker: dict[str, str] = {}  # conversation -> worker, while it records
+        self._ids = itertools.count(1)
+        self._leg_seq = itertools.count(1)
+        self._stopping = False
+        self._started = False
+        self._background: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start every worker and wait for each to report :class:`WorkerStarted`."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await asyncio.gather(*(self._spawn(w, timeout) for w in self._workers.values()))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Shutdown command to each worker, then SIGTERM, then SIGKILL after ``stop_timeout``."""
+        self._stopping = True
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*(self._stop_worker(w) for w in self._workers.values()), return_exceptions=True)
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------------------- queries
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(w.name, self.address, w.port, w.rtp_start, w.rtp_end, self.legs,
+                       self._alive(w), w.proc.pid if w.proc else None, w.generation,
+                       w.free if self._alive(w) else 0, w.in_use, w.restarts)
+            for w in self._workers.values()
+        ]
+
+    def free_legs(self, worker: str | None = None) -> int:
+        """Free legs of one worker, or of the whole pool; dead workers count 0."""
+        chosen = [self._workers[worker]] if worker else self._workers.values()
+        return sum(w.free for w in chosen if self._alive(w))
+
+    def worker_of(self, leg: str) -> str | None:
+        return self._leg_worker.get(leg)
+
+    def legs_of(self, worker: str) -> list[str]:
+        return sorted(leg for leg, w in self._leg_worker.items() if w == worker)
+
+    def worker_log(self, worker: str) -> str:
+        """The last lines the worker wrote to stderr (for diagnostics)."""
+        return "\n".join(self._workers[worker].stderr_tail)
+
+    def pick_worker(self, need: int = 2) -> str | None:
+        """The live worker with the most free legs, if it has ``need`` of them."""
+        best = max((w for w in self._workers.values() if self._alive(w)), key=lambda w: w.free, default=None)
+        return best.name if best is not None and best.free >= need else None
+
+    # ------------------------------------------------------------------------------ commands
+
+    def send(self, command: p.Command, *, worker: str | None = None) -> str:
+        """Send a command to the worker owning its leg (or to ``worker``); returns its id.
+
+        Problems (unknown leg, legs on different workers, dead worker) come back as
+        :class:`CommandFailed` events, like failures inside the worker, never as exceptions.
+        """
+        if not command.id:
+            command = dataclasses.replace(command, id=f"c{next(self._ids)}")
+        target = worker or self._route(command)
+        if isinstance(target, _Failure):
+            self._fail_locally(command, target.reason)
+            return command.id
+        w = self._workers.get(target)
+        if w is None or not self._alive(w) or w.proc is None or w.proc.stdin is None:
+            self._fail_locally(command, f"worker {target} is not running")
+            return command.id
+        if isinstance(command, p.Dial):
+            self._leg_worker[command.leg] = target
+            self._dialled[command.id] = command.leg
+        elif isinstance(command, p.StartRecording):
+            self._recording_worker[command.conversation] = target
+        try:
+            w.proc.stdin.write(p.encode(command))
+        except (ConnectionError, RuntimeError, OSError) as exc:
+            self._fail_locally(command, f"worker {target} unreachable: {exc}")
+        return command.id
+
+    def dial(self, uri: str, *, peer: str | None = None, caller_id: str = "", display_name: str = "",
+             timeout: float = 30.0, worker: str | None = None) -> str:
+        """Dial ``uri`` as a new leg and return its id (outcome: LegRinging/LegAnswered/LegFailed).
+
+        With ``peer`` (the waiting caller) the leg goes to the caller's worker and uses the slot
+        reserved for it. Without, it starts a conversation of its own (outbound callback) on
+        ``worker`` or on the worker with the most free legs.
+        """
+        target = worker or (self._leg_worker.get(peer) if peer else self.pick_worker(2))
+        w = self._workers.get(target) if target else None
+        prefix = f"{w.name}.{w.generation}" if w else "none"
+        leg = f"{prefix}-d{next(self._leg_seq)}"
+        command = p.Dial(leg=leg, uri=uri, caller_id=caller_id, display_name=display_name,
+                         timeout=timeout, peer=peer)
+        if target is None:
+            self._fail_locally(dataclasses.replace(command, id=f"c{next(self._ids)}"),
+                               "no worker has room" if not peer else f"unknown leg {peer!r}")
+            return leg
+        self.send(command, worker=target)
+        return leg
+
+    def _route(self, command: p.Command) -> str | _Failure:
+        if isinstance(command, p.Bridge):
+            wa, wb = self._leg_worker.get(command.a), self._leg_worker.get(command.b)
+            if wa is None or wb is None:
+                return _Failure(f"unknown leg {command.a if wa is None else command.b!r}")
+            if wa != wb:
+                return _Failure(f"legs {command.a} and {command.b} are on different workers")
+            return wa
+        if isinstance(command, p.StartRecording):
+            owners = {self._leg_worker.get(leg) for leg in command.legs}
+            if None in owners or len(owners) != 1:
+                return _Failure("recorded legs must all be live on one worker")
+            return owners.pop()
+        if isinstance(command, p.StopRecording):
+            owner = self._recording_worker.get(command.conversation)
+            return owner if owner else _Failure(f"no recording {command.conversation!r}")
+        if isinstance(command, p.Dial):
+            owner = self._leg_worker.get(command.peer) if command.peer else None
+            return owner if owner else _Failure("Dial needs a peer leg or worker=... (use dial())")
+        leg = getattr(command, "leg", None)
+        if leg is None:
+            return _Failure(f"{type(command).__name__} needs worker=...")
+        owner = self._leg_worker.get(leg)
+        return owner if owner else _Failure(f"unknown leg {leg!r}")
+
+    def _fail_locally(self, command: p.Command, reason: str) -> None:
+        leg = getattr(command, "leg", None) or getattr(command, "a", None)
+        self.events.put_nowait(p.CommandFailed(command_id=command.id, command=type(command).__name__,
+                                               reason=reason, leg=leg))
+
+    # ------------------------------------------------------------------------ worker processes
+
+    @staticmethod
+    def _alive(w: _Worker) -> bool:
+        return w.ready and w.proc is not None and w.proc.returncode is None
+
+    def _command_line(self, w: _Worker) -> list[str]:
+        return [
+            self.python, "-m", "callcenter.telephony.worker",
+            "--id", w.name, "--leg-prefix", f"{w.name}.{w.generation}",
+            "--address", self.address, "--port", str(w.port),
+            "--rtp-start", str(w.rtp_start), "--rtp-end", str(w.rtp_end),
+            "--legs", str(self.legs), "--max-rate", f"{self.max_rate:g}",
+            "--decide-timeout", f"{self.decide_timeout:g}", *self.worker_args,
+        ]
+
+    async def _spawn(self, w: _Worker, timeout: float) -> None:
+        w.generation += 1
+        w.ready = False
+        w.stderr_tail.clear()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONUNBUFFERED"] = "1"
+        w.started = asyncio.get_running_loop().create_future()
+        w.last_seen = time.monotonic()
+        w.proc = await asyncio.create_subprocess_exec(
+            *self._command_line(w), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, limit=p.MAX_LINE + 4096,
+        )
+        proc = w.proc
+        reader = asyncio.create_task(self._read_events(w, proc), name=f"{w.name}-events")
+        errors = asyncio.create_task(self._read_stderr(w, proc), name=f"{w.name}-stderr")
+        w.tasks = [reader, errors, asyncio.create_task(self._watch(w, proc, reader, errors), name=f"{w.name}-watch")]
+        try:
+            await asyncio.wait_for(asyncio.shield(w.started), timeout)
+        except (asyncio.TimeoutError, WorkerStartError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.gather(*w.tasks, return_exceptions=True)
+            raise WorkerStartError(f"worker {w.name} (SIP port {w.port}) did not start:\n{self.worker_log(w.name)}") from None
+        w.tasks.append(asyncio.create_task(self._pinger(w, proc), name=f"{w.name}-ping"))
+
+    async def _read_events(self, w: _Worker, proc) -> None:
+        while True:
+            try:
+                line = await proc.stdout.readline()
+            except ValueError:
+                log.error("%s: over-long event line dropped", w.name)
+                continue
+            if not line:
+                return
+            w.last_seen = time.monotonic()
+            try:
+                event = p.decode(line)
+            except p.ProtocolError as exc:
+                log.error("%s: bad event line: %s", w.name, exc)
+                continue
+            if not isinstance(event, p.Event) or isinstance(event, p.WorkerDied):
+                log.error("%s: unexpected message %s", w.name, type(event).__name__)
+                continue
+            if event.worker != w.name:
+                event = dataclasses.replace(event, worker=w.name)
+            self._track(w, event)
+            if isinstance(event, p.Pong):
+                continue
+            self.events.put_nowait(event)
+
+    def _track(self, w: _Worker, event: p.Event) -> None:
+        if isinstance(event, p.WorkerStarted):
+            w.ready = True
+            w.free = event.legs
+            w.in_use = 0
+            w.started_at = time.monotonic()
+            if w.started is not None and not w.started.done():
+                w.started.set_result(None)
+        elif isinstance(event, p.CapacityChanged):
+            w.free = event.free_legs
+            w.in_use = event.in_use
+        elif isinstance(event, p.CallArrived):
+            self._leg_worker[event.leg] = w.name
+        elif isinstance(event, (p.LegEnded, p.LegFailed, p.LegRinging, p.LegAnswered)):
+            if isinstance(event, (p.LegEnded, p.LegFailed)):
+                self._leg_worker.pop(event.leg, None)
+            if self._dialled:
+                for cid in [c for c, leg in self._dialled.items() if leg == event.leg]:
+                    del self._dialled[cid]  # the worker took the Dial
+        elif isinstance(event, p.RecordingFinished):
+            self._recording_worker.pop(event.conversation, None)
+        elif isinstance(event, p.CommandFailed):
+            leg = self._dialled.pop(event.command_id, None)
+            if leg is not None and event.command == "Dial":
+                self._leg_worker.pop(leg, None)  # the leg was never created
+
+    async def _read_stderr(self, w: _Worker, proc) -> None:
+        wlog = logging.getLogger(f"callcenter.telephony.worker.{w.name}")
+        while True:
+            try:
+                line = await proc.stderr.readline()
+            except ValueError:
+                continue
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            w.stderr_tail.append(text)
+            wlog.info("%s", text)
+
+    async def _pinger(self, w: _Worker, proc) -> None:
+        while proc.returncode is None:
+            await asyncio.sleep(self.ping_interval)
+            if proc.returncode is not None or self._stopping:
+                return
+            if time.monotonic() - w.last_seen > self.hang_timeout:
+                log.error("%s: no event for %.0f s: killing it", w.name, self.hang_timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                return
+            try:
+                proc.stdin.write(p.encode(p.Ping(id=f"ping-{next(self._ids)}")))
+            except (ConnectionError, RuntimeError, OSError):
+                return
+
+    async def _watch(self, w: _Worker, proc, reader: asyncio.Task, errors: asyncio.Task) -> None:
+        code = await proc.wait()
+        await asyncio.gather(reader, errors, return_exceptions=True)  # every event it sent first
+        was_ready = w.ready
+        w.ready = False
+        if w.started is not None and not w.started.done():
+            w.started.set_exception(WorkerStartError(f"exited with {code}"))
+            w.started.exception()  # retrieved: the starter reports it
+        lost = self.legs_of(w.name)
+        for leg in lost:
+            self._leg_worker.pop(leg, None)
+        for conversation, owner in list(self._recording_worker.items()):
+            if owner == w.name:
+                del self._recording_worker[conversation]
+        for cid, leg in list(self._dialled.items()):
+            if leg in lost:
+                self._dialled.pop(cid, None)
+        if self._stopping:
+            return
+        if not was_ready:
+            return  # never came up: whoever spawned it (start() or _restart) deals with that
+        log.error("%s (pid %s) exited with %s; %d leg(s) lost", w.name, proc.pid, code, len(lost))
+        self.events.put_nowait(p.WorkerDied(worker=w.name, legs=tuple(lost), returncode=code, restarting=True))
+        task = asyncio.get_running_loop().create_task(self._restart(w), name=f"{w.name}-restart")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _restart(self, w: _Worker) -> None:
+        low, high = self.restart_backoff
+        lived = time.monotonic() - w.started_at if w.started_at else 0.0
+        w.backoff = low if lived > 60 or w.backoff == 0 else min(high, w.backoff * 2)
+        await asyncio.sleep(w.backoff)
+        while not self._stopping:
+            w.restarts += 1
+            try:
+                await self._spawn(w, timeout=30.0)
+                log.warning("%s restarted (generation %d)", w.name, w.generation)
+                return
+            except WorkerStartError as exc:
+                log.error("%s", exc)
+                w.backoff = min(high, max(low, w.backoff * 2))
+                await asyncio.sleep(w.backoff)
+
+    async def _stop_worker(self, w: _Worker) -> None:
+        proc = w.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(Exception):
+                proc.stdin.write(p.encode(p.Shutdown(id="shutdown", grace=max(0.5, self.stop_timeout - 1.5))))
+            try:
+                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 2.0)
+                except asyncio.TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+        for task in w.tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*w.tasks, return_exceptions=True)
+        w.tasks = []
+        w.ready = False
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+
+
+# ------------------------------------------------------------------------------ in-memory twin
+
+
+class FakeTelephony:
+    """The in-memory twin of :class:`WorkerPool` for control-process tests.
+
+    ``commands`` lists every command sent (with its id). :meth:`inject` feeds an event as if a
+    worker had sent it (and keeps the leg bookkeeping and free legs like the real pool);
+    :meth:`arrive` makes a caller arrive. Nothing is dialled or played for real.
+    """
+
+    def __init__(self, workers: int = 1, *, legs: int = 4) -> None:
+        self.events: asyncio.Queue[p.Event] = asyncio.Queue()
+        self.commands: list[tuple[str, p.Command]] = []
+        self.started = False
+        self.stopped = False
+        self._budgets = {f"w{i + 1}": LegBudget(legs) for i in range(workers)}
+        self._leg_worker: dict[str, str] = {}
+        self._ids = itertools.count(1)
+        self._seq = itertools.count(1)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def free_legs(self, worker: str | None = None) -> int:
+        chosen = [self._budgets[worker]] if worker else self._budgets.values()
+        return sum(b.free for b in chosen)
+
+    def worker_of(self, leg: str) -> str | None:
+        return self._leg_worker.get(leg)
+
+    def pick_worker(self, need: int = 2) -> str | None:
+        name = max(self._budgets, key=lambda n: self._budgets[n].free)
+        return name if self._budgets[name].free >= need else None
+
+    def send(self, command: p.Command, *, worker: str | None = None) -> str:
+        if not command.id:
+            command = dataclasses.replace(command, id=f"c{next(self._ids)}")
+        leg = getattr(command, "leg", None) or getattr(command, "a", None)
+        target = worker or (self._leg_worker.get(leg) if leg else None) or "w1"
+        self.commands.append((target, command))
+        return command.id
+
+    def dial(self, uri: str, *, peer: str | None = None, caller_id: str = "", display_name: str = "",
+             timeout: float = 30.0, worker: str | None = None) -> str:
+        target = worker or (self._leg_worker.get(peer) if peer else self.pick_worker(2))
+        leg = f"{target or 'none'}.1-d{next(self._seq)}"
+        command = p.Dial(id=f"c{next(self._ids)}", leg=leg, uri=uri, caller_id=caller_id,
+                         display_name=display_name, timeout=timeout, peer=peer)
+        self.commands.append((target or "", command))
+        budget = self._budgets.get(target) if target else None
+        ok = budget is not None and (budget.attach(leg, peer) if peer else budget.admit(leg))
+        if ok:
+            self._leg_worker[leg] = target
+        else:
+            self.events.put_nowait(p.CommandFailed(command_id=command.id, command="Dial",
+                                                   reason="no free leg", leg=leg))
+        return leg
+
+    def sent(self, kind: type[p.Command] | None = None) -> list[p.Command]:
+        """The commands sent so far, optionally only those of one type."""
+        return [c for _, c in self.commands if kind is None or isinstance(c, kind)]
+
+    def inject(self, event: p.Event) -> None:
+        """Deliver ``event`` as if its worker (default ``w1``) had sent it."""
+        if not event.worker:
+            event = dataclasses.replace(event, worker="w1")
+        budget = self._budgets.setdefault(event.worker, LegBudget(4))
+        if isinstance(event, p.CallArrived):
+            if not budget.admit(event.leg):
+                raise AssertionError(f"{event.worker} has no room for {event.leg}")
+            self._leg_worker[event.leg] = event.worker
+        elif isinstance(event, (p.LegEnded, p.LegFailed)):
+            budget.release(event.leg)
+            self._leg_worker.pop(event.leg, None)
+        elif isinstance(event, p.WorkerDied):
+            for leg in event.legs:
+                budget.release(leg)
+                self._leg_worker.pop(leg, None)
+        self.events.put_nowait(event)
+
+    def arrive(self, ani: str = "13800138000", dnis: str = "4000", display_name: str = "",
+               worker: str = "w1", **extra) -> str:
+        """A caller arrives: injects :class:`CallArrived` and returns the new leg id."""
+        leg = f"{worker}.1-{next(self._seq)}"
+        self.inject(p.CallArrived(worker=worker, leg=leg, call_id=f"fake-{leg}", ani=ani, dnis=dnis,
+                                  display_name=display_name, **extra))
+        return leg

@@ -1,0 +1,1114 @@
+"""A media worker: one process, one pjsua2 endpoint, a few call legs, driven over stdin/stdout.
+
+Run by :class:`callcenter.telephony.pool.WorkerPool`, or by hand::
+
+    python -m callcenter.telephony.worker --id w1 --address 127.0.0.1 --port 5070 \\
+        --rtp-start 20000 --rtp-end 20099 --legs 4
+
+Commands arrive as JSON lines on stdin and events leave as JSON lines on stdout
+(:mod:`callcenter.telephony.protocol`); logs go to stderr. stdin closing (the control process
+died) makes the worker hang up and exit, so a worker never outlives its parent.
+
+This is the only module of the project that imports ``pjsua2``. Rules it follows (see
+docs/telephony.md): one thread, the main thread, calls into pjsua2 and runs ``libHandleEvents``
+(``threadCnt = 0``, ``mainThreadOnly``); pjsua2 callbacks do no work beyond noting what happened
+(each body in its own try/except); every ``Call`` stays in a registry keyed by our own leg id
+until its DISCONNECTED callback, where the reference is dropped; players and recorders stay
+referenced while in use and are destroyed from the loop, never from a callback; nothing that
+holds a Call is alive at ``libDestroy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from callcenter.telephony import protocol as p
+from callcenter.telephony.admission import LegBudget, RateLimiter
+
+log = logging.getLogger("callcenter.telephony.worker")
+
+BUILD_MAX_CALLS = 4
+"""Simultaneous calls the pjsua2-python 2.15 wheel allows per process (compiled in, measured)."""
+DEFAULT_MAX_RATE = 20.0
+"""New legs per second per worker; the wheel aborts the process somewhere above 60/s."""
+DEFAULT_DECIDE_TIMEOUT = 5.0
+POLL_MS = 10
+CANCEL_LINGER = 32.0
+"""Seconds pjsua may keep a cancelled outgoing call's slot (SIP Timer B) when no 487 comes."""
+PJ_ETOOMANY = 70010
+ENDING_WATCHDOG = 40.0
+"""Seconds after a hangup by which pjsua must have reported the call disconnected."""
+HEADERS_KEPT = (
+    "user-agent", "p-asserted-identity", "p-preferred-identity", "remote-party-id", "diversion",
+    "history-info", "referred-by", "subject", "priority", "organization", "call-info", "alert-info",
+)
+MAX_X_HEADERS = 6
+COMPACT = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "v": "via", "s": "subject"}
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+# ------------------------------------------------------------------------------- leg bookkeeping
+
+
+@dataclass
+class Playback:
+    id: str
+    files: tuple[str, ...]
+    loop: bool
+    index: int = 0
+    token: int = 0
+    player: object | None = None  # the _Player playing files[index]
+
+
+@dataclass
+class Recording:
+    conversation: str
+    path: str
+    legs: tuple[str, ...]
+    recorder: object
+    started: float
+
+
+@dataclass
+class Leg:
+    id: str
+    incoming: bool
+    created: float
+    state: str = "new"  # arriving, answering, calling, early, confirmed, ending, refused
+    peer: str | None = None
+    answered_at: float | None = None
+    deadline: float | None = None  # decision deadline (incoming) or ring timeout (outgoing)
+    ringing_sent: bool = False
+    media_active: bool = False
+    end_cause: str | None = None
+    end_status: int | None = None
+    end_reason: str | None = None
+    playback: Playback | None = None
+    bridged: set[str] = field(default_factory=set)
+    waiting: list[p.Command] = field(default_factory=list)  # commands held until media is up
+
+
+# ------------------------------------------------------------------------------------- the worker
+
+
+class Worker:
+    """State and behaviour of one worker; everything here runs on the pjsua2 thread."""
+
+    def __init__(self, args: argparse.Namespace, ipc_out: int) -> None:
+        self.args = args
+        self.name = args.id
+        self.prefix = args.leg_prefix or args.id
+        self.budget = LegBudget(args.legs)
+        self.rate = RateLimiter(args.max_rate)
+        self.legs: dict[str, Leg] = {}
+        self.calls: dict[str, object] = {}  # leg id -> _Call: the only strong reference to a Call
+        self.recordings: dict[str, Recording] = {}
+        self.inbox: deque[tuple] = deque()  # notes from pjsua2 callbacks, handled by the loop
+        self.commands: queue.Queue = queue.Queue()
+        self.out: queue.Queue = queue.Queue()
+        self.seq = 0
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.parent_gone = threading.Event()
+        self.refused = 0
+        self.last_cancel = 0.0
+        self.stuck_until = 0.0
+        self.signalled = 0
+        self._ipc_out = ipc_out
+        self._last_capacity: tuple[int, int, int] | None = None
+        self._next_timer = 0.0
+        self._pj_thread = threading.get_ident()
+
+    # ---------------------------------------------------------------- IPC plumbing (any thread)
+
+    def emit(self, event: p.Event) -> None:
+        if not event.worker:
+            event = _with_worker(event, self.name)
+        self.out.put(p.encode(event))
+
+    def writer(self) -> None:
+        while True:
+            line = self.out.get()
+            if line is None:
+                return
+            try:
+                _write_all(self._ipc_out, line)
+            except OSError:
+                self.parent_gone.set()
+                return
+
+    def reader(self) -> None:
+        stream = os.fdopen(0, "rb", buffering=65536, closefd=False)
+        while True:
+            try:
+                line = stream.readline(p.MAX_LINE + 1)
+            except (OSError, ValueError):
+                line = b""
+            if not line:
+                self.parent_gone.set()
+                self.commands.put(None)
+                return
+            if not line.endswith(b"\n") and len(line) > p.MAX_LINE:
+                while True:  # skip the rest of an over-long line
+                    more = stream.readline(p.MAX_LINE + 1)
+                    if not more or more.endswith(b"\n"):
+                        break
+                self.emit(p.CommandFailed(command_id="", command="", reason="line too long"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                msg = p.decode(line)
+            except p.ProtocolError as exc:
+                self.emit(p.CommandFailed(command_id=_guess_id(line), command="", reason=str(exc)))
+                continue
+            if not isinstance(msg, p.Command):
+                self.emit(p.CommandFailed(command_id="", command=type(msg).__name__, reason="not a command"))
+                continue
+            self.commands.put(msg)
+
+    # ------------------------------------------------------------------------------ pjsua2 setup
+
+    def start(self) -> None:
+        a = self.args
+        _check_port_free(a.address, a.port, a.tcp)
+        import pjsua2 as pj
+
+        self.pj = pj
+        ep = pj.Endpoint()
+        ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = BUILD_MAX_CALLS  # room to answer 503 beyond our own leg budget
+        cfg.uaConfig.userAgent = "callcenter-media-worker"
+        cfg.logConfig.level = a.pj_log_level
+        cfg.logConfig.consoleLevel = a.pj_log_level
+        cfg.medConfig.sndAutoCloseTime = -1  # else conference ports leak when nothing plays
+        cfg.medConfig.noVad = True
+        self.ep = ep
+        ep.libInit(cfg)
+
+        tcfg = pj.TransportConfig()
+        tcfg.port = a.port
+        tcfg.boundAddress = a.address
+        tcfg.publicAddress = a.address
+        self.transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        if a.tcp:
+            ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        for codec, prio in (("PCMU/8000/1", 250), ("PCMA/8000/1", 249), ("G722/16000/1", 248)):
+            try:
+                ep.codecSetPriority(codec, prio)
+            except pj.Error:
+                pass
+
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{self.name}@{a.address}:{a.port}"
+        acfg.sipConfig.transportId = self.transport_id
+        mt = acfg.mediaConfig.transportConfig
+        mt.port = a.rtp_start
+        mt.portRange = max(0, a.rtp_end - a.rtp_start)
+        mt.boundAddress = a.address
+        mt.publicAddress = a.address
+        acfg.natConfig.iceEnabled = False
+        acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
+        acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+        self.account = _Account(self)
+        self.account.create(acfg, True)
+        self.emit(p.WorkerStarted(
+            pid=os.getpid(), address=a.address, port=a.port, rtp_start=a.rtp_start, rtp_end=a.rtp_end,
+            legs=a.legs, max_rate=a.max_rate,
+        ))
+
+    # ----------------------------------------------------------------------------------- the loop
+
+    def run(self) -> int:
+        threading.Thread(target=self.reader, name="ipc-in", daemon=True).start()
+        writer = threading.Thread(target=self.writer, name="ipc-out", daemon=True)
+        writer.start()
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. the SIP port is taken
+            log.error("cannot start on %s:%d (RTP %d-%d): %s", self.args.address, self.args.port,
+                      self.args.rtp_start, self.args.rtp_end, _pj_reason(exc))
+            if getattr(self, "ep", None) is not None:
+                self.account = None
+                gc.collect()
+                self.ep.libDestroy()
+            self.out.put(None)
+            writer.join(timeout=2.0)
+            return 4
+        self._report_capacity()
+        while True:
+            self.ep.libHandleEvents(POLL_MS)
+            self._drain_inbox()
+            self._drain_commands()
+            now = _now()
+            if now >= self._next_timer:
+                self._timers(now)
+                self._next_timer = now + 0.05
+            self._drain_inbox()
+            self._report_capacity()
+            if self.parent_gone.is_set() and not self.stopping:
+                log.warning("control process gone: hanging up and exiting")
+                self._begin_shutdown(2.0)
+            if self.signalled and not self.stopping:
+                log.info("signal %d: hanging up and exiting", self.signalled)
+                self._begin_shutdown(2.0)
+            if self.stopping and (not self.calls or now >= self.stop_deadline):
+                break
+        self._teardown()
+        self.out.put(None)
+        writer.join(timeout=2.0)
+        return 0
+
+    def _teardown(self) -> None:
+        self._drain_inbox()  # LegEnded for calls that ended in the last poll
+        for rec in list(self.recordings.values()):
+            self._finish_recording(rec, emit=not self.parent_gone.is_set())
+        for leg in list(self.legs.values()):
+            self._stop_playback(leg, emit=False)
+        if self.calls:
+            log.warning("%d call(s) still up at exit", len(self.calls))
+            try:
+                self.ep.hangupAllCalls()
+            except Exception:  # noqa: BLE001
+                pass
+            end = _now() + 1.0
+            while self.calls and _now() < end:
+                self.ep.libHandleEvents(POLL_MS)
+            self._drain_inbox()
+        self.calls.clear()
+        self.legs.clear()
+        self.inbox.clear()
+        try:
+            self.account.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+        self.account = None
+        gc.collect()  # no Call object may be alive at libDestroy
+        self.ep.libDestroy()
+        self.ep = None
+
+    def _begin_shutdown(self, grace: float) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_deadline = _now() + grace
+        for leg in list(self.legs.values()):
+            if leg.state not in ("ending", "refused"):
+                self._hangup(leg, cause="shutdown", status=503 if leg.state == "arriving" else None)
+
+    # ------------------------------------------------------------------------- callbacks → inbox
+
+    def on_incoming(self, prm) -> None:
+        self._check_thread("onIncomingCall")
+        self.seq += 1
+        leg_id = f"{self.prefix}-{self.seq}"
+        call = _Call(self, leg_id, self.account, prm.callId)
+        self.calls[leg_id] = call  # referenced before anything can disconnect it
+        try:
+            self._admit_or_refuse(call, leg_id, prm)
+        except Exception:  # noqa: BLE001 - whatever happened, the INVITE gets a final answer
+            log.exception("incoming call %s", leg_id)
+            leg = self.legs.get(leg_id)
+            if leg is None or leg.state == "arriving":
+                self.budget.release(leg_id)
+                self.legs[leg_id] = Leg(leg_id, True, _now(), state="refused")
+                try:
+                    self._answer(call, 500, "Server Internal Error")
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _admit_or_refuse(self, call, leg_id: str, prm) -> None:
+        now = _now()
+        try:
+            raw = prm.rdata.wholeMsg
+        except Exception:  # noqa: BLE001 - undecodable bytes
+            raw = ""
+        info = _parse_invite(raw)
+        try:
+            ci = call.getInfo()
+            call_id, remote_uri, local_uri = ci.callIdString, ci.remoteUri, ci.localUri
+        except Exception:  # noqa: BLE001
+            call_id, remote_uri, local_uri = info.get("call-id", ""), "", ""
+        display, ani, from_uri = p.parse_name_addr(info.get("from") or remote_uri)
+        _, to_user, to_uri = p.parse_name_addr(info.get("to") or local_uri)
+        dnis = info.get("ruri_user") or to_user
+        try:
+            source = str(prm.rdata.srcAddress)
+        except Exception:  # noqa: BLE001
+            source = ""
+
+        why = None
+        if self.stopping:
+            why = "shutting down"
+        elif not self.rate.allow(now):
+            why = "rate limit"
+        elif not self.budget.admit(leg_id):
+            why = "no room"
+        if why is not None:
+            self.refused += 1
+            leg = Leg(leg_id, True, now, state="refused", end_status=503)
+            self.legs[leg_id] = leg
+            self.emit(p.CallRefused(call_id=call_id, ani=ani, dnis=dnis, remote_address=source,
+                                    status=503, reason=why))
+            if why == "rate limit":
+                # pjsua opened this call's RTP/RTCP sockets before asking us, and a closed socket's
+                # I/O-queue slot stays blocked for 500 ms: refusing a flood at once would exhaust
+                # the queue and abort the process. Holding the refusal keeps the call slot busy, so
+                # further INVITEs get the stack's own stateless 486 (no sockets) meanwhile.
+                self.rate.note(now)
+                leg.deadline = now + self.args.refuse_hold
+            else:
+                self._answer(call, 503, "Service Unavailable", retry_after=5)
+            return
+
+        leg = Leg(leg_id, True, now, state="arriving", deadline=now + self.args.decide_timeout)
+        self.legs[leg_id] = leg
+        self._report_capacity()  # free legs are current whenever the control process sees a leg event
+        self.emit(p.CallArrived(
+            leg=leg_id, call_id=call_id, ani=ani, dnis=dnis, display_name=display, from_uri=from_uri,
+            to_uri=to_uri, remote_address=source, headers=info.get("headers", {}),
+        ))
+
+    def _check_thread(self, where: str) -> None:
+        if threading.get_ident() != self._pj_thread:
+            log.error("%s called on a thread other than the pjsua2 loop", where)
+
+    def on_call_state(self, call) -> None:
+        self._check_thread("onCallState")
+        pj = self.pj
+        ci = call.getInfo()
+        state = ci.state
+        if state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            # Drop the reference here, inside the DISCONNECTED callback: pjsua reuses call ids at once.
+            self.calls.pop(call.leg_id, None)
+            self.inbox.append(("ended", call.leg_id, ci.lastStatusCode, ci.lastReason))
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.inbox.append(("confirmed", call.leg_id))
+        elif state == pj.PJSIP_INV_STATE_EARLY:
+            self.inbox.append(("early", call.leg_id, ci.lastStatusCode))
+
+    def on_media_state(self, call) -> None:
+        self._check_thread("onCallMediaState")
+        pj = self.pj
+        ci = call.getInfo()
+        active = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE for m in ci.media)
+        self.inbox.append(("media", call.leg_id, active))
+
+    def on_dtmf(self, leg_id: str, digit: str, method: int) -> None:
+        how = "info" if method == self.pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
+        self.inbox.append(("digit", leg_id, digit, how))
+
+    # ------------------------------------------------------------------------- inbox → behaviour
+
+    def _drain_inbox(self) -> None:
+        while self.inbox:
+            note = self.inbox.popleft()
+            try:
+                self._handle_note(note)
+            except Exception:  # noqa: BLE001 - one bad note must not stop the worker
+                log.exception("while handling %r", note[:2])
+
+    def _handle_note(self, note: tuple) -> None:
+        kind, leg_id = note[0], note[1]
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            return
+        if kind == "ended":
+            self._ended(leg, note[2], note[3])
+        elif leg.state in ("refused",):
+            return
+        elif kind == "confirmed":
+            if leg.state != "ending" and leg.answered_at is None:
+                leg.state = "confirmed"
+                leg.answered_at = _now()
+                leg.deadline = None
+                self.emit(p.LegAnswered(leg=leg.id))
+                self._release_waiting(leg)
+        elif kind == "early":
+            status = note[2]
+            if not leg.incoming and not leg.ringing_sent and status in (180, 183):
+                leg.ringing_sent = True
+                if leg.state == "calling":
+                    leg.state = "early"
+                self.emit(p.LegRinging(leg=leg.id, status=status))
+        elif kind == "media":
+            was = leg.media_active
+            leg.media_active = note[2]
+            if leg.media_active and not was:
+                self._release_waiting(leg)
+        elif kind == "digit":
+            digit = note[2]
+            if digit in p.DTMF_DIGITS:
+                self.emit(p.DigitReceived(leg=leg.id, digit=digit, method=note[3]))
+        elif kind == "eof":
+            pb = leg.playback
+            if pb is not None and pb.token == note[2]:
+                self._advance_playback(leg)
+
+    def _ended(self, leg: Leg, status: int, reason: str) -> None:
+        now = _now()
+        state = leg.state
+        self.legs.pop(leg.id, None)
+        self.budget.release(leg.id)
+        if state == "refused":
+            return
+        self._report_capacity()
+        self._stop_playback(leg, emit=True)
+        for rec in [r for r in self.recordings.values() if leg.id in r.legs]:
+            self._finish_recording(rec, emit=True)
+        for other in leg.bridged:
+            peer = self.legs.get(other)
+            if peer is not None:
+                peer.bridged.discard(leg.id)
+        for cmd in leg.waiting:
+            self._fail(cmd, "leg ended", leg.id)
+        leg.waiting.clear()
+        reason = p.clean_text(reason or "")
+        if leg.answered_at is None and not leg.incoming:
+            final = leg.end_status or status or 500
+            self.emit(p.LegFailed(leg=leg.id, status=final, reason=leg.end_reason or reason))
+            return
+        if leg.answered_at is None:
+            cause = leg.end_cause or "abandoned"
+            self.emit(p.LegEnded(leg=leg.id, cause=cause, status=leg.end_status or status,
+                                 reason=leg.end_reason or reason, duration=0.0))
+            return
+        self.emit(p.LegEnded(leg=leg.id, cause=leg.end_cause or "remote", status=status, reason=reason,
+                             duration=round(now - leg.answered_at, 3)))
+
+    def _timers(self, now: float) -> None:
+        if self.budget.blocked and now >= self.stuck_until:
+            self.budget.blocked = 0
+        for leg in list(self.legs.values()):
+            if leg.deadline is None or now < leg.deadline:
+                continue
+            leg.deadline = None
+            if leg.state == "refused":
+                call = self.calls.get(leg.id)
+                if call is not None:
+                    try:
+                        self._answer(call, 503, "Service Unavailable", retry_after=1)
+                    except self.pj.Error as exc:
+                        log.warning("%s: refusing: %s", leg.id, _pj_reason(exc))
+            elif leg.state == "arriving":
+                log.warning("%s: no answer/reject from the control process in time: 503", leg.id)
+                self._hangup(leg, cause="timeout", status=503, reason="no decision", retry_after=1)
+            elif leg.state in ("calling", "early"):
+                self._hangup(leg, cause="timeout", fail_status=408, reason="no answer")
+            elif leg.state == "ending":
+                # The stack never reported the end: let go of the call (its destructor hangs it
+                # up) so the leg, its budget slot and the control process's view are freed.
+                log.error("%s: still not disconnected %.0f s after hangup; releasing it", leg.id, ENDING_WATCHDOG)
+                self.calls.pop(leg.id, None)
+                self._ended(leg, leg.end_status or 500, "did not end after hangup")
+
+    def _report_capacity(self) -> None:
+        b = self.budget
+        current = (b.free, b.in_use, b.reserved)
+        if current != self._last_capacity:
+            self._last_capacity = current
+            self.emit(p.CapacityChanged(free_legs=current[0], in_use=current[1], reserved=current[2]))
+
+    # ---------------------------------------------------------------------------- the commands
+
+    def _drain_commands(self) -> None:
+        for _ in range(64):
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if cmd is None:
+                continue  # stdin closed; parent_gone is set
+            try:
+                self._dispatch(cmd)
+            except _Refused as exc:
+                self._fail(cmd, str(exc), getattr(cmd, "leg", None))
+            except Exception as exc:  # noqa: BLE001
+                log.exception("command %s failed", type(cmd).__name__)
+                self._fail(cmd, f"internal error: {type(exc).__name__}: {exc}", getattr(cmd, "leg", None))
+
+    def _fail(self, cmd: p.Command, reason: str, leg: str | None = None) -> None:
+        self.emit(p.CommandFailed(command_id=cmd.id, command=type(cmd).__name__, reason=reason,
+                                  leg=leg if p.valid_leg_id(leg) else None))
+
+    def _leg(self, leg_id: str) -> Leg:
+        leg = self.legs.get(leg_id)
+        if leg is None or leg.state == "refused":
+            raise _Refused(f"no leg {leg_id!r} on this worker")
+        if leg.state == "ending":
+            raise _Refused(f"leg {leg_id!r} is ending")
+        return leg
+
+    def _dispatch(self, cmd: p.Command) -> None:
+        if isinstance(cmd, p.Ping):
+            self.emit(p.Pong(command_id=cmd.id))
+        elif isinstance(cmd, p.Shutdown):
+            self._begin_shutdown(cmd.grace)
+        elif isinstance(cmd, p.AnswerCall):
+            leg = self._leg(cmd.leg)
+            if leg.state != "arriving":
+                raise _Refused(f"leg {leg.id} is not waiting to be answered ({leg.state})")
+            call = self.calls.get(leg.id)
+            if call is None:
+                raise _Refused(f"leg {leg.id} is gone")
+            self._answer(call, 200)
+            leg.state = "answering"
+            leg.deadline = None
+        elif isinstance(cmd, p.RejectCall):
+            leg = self._leg(cmd.leg)
+            if leg.state != "arriving":
+                raise _Refused(f"leg {leg.id} is not waiting to be answered ({leg.state})")
+            self._hangup(leg, cause="rejected", status=cmd.status, reason=cmd.reason, retry_after=cmd.retry_after)
+        elif isinstance(cmd, p.Hangup):
+            leg = self.legs.get(cmd.leg)
+            if leg is None or leg.state in ("ending", "refused"):
+                return  # already gone: hanging up is idempotent
+            self._hangup(leg, cause="local" if leg.state != "arriving" else "rejected",
+                         status=cmd.status if leg.state == "arriving" else None, reason=cmd.reason)
+        elif isinstance(cmd, p.PlayPrompts):
+            self._play(cmd)
+        elif isinstance(cmd, p.StopPlayback):
+            self._stop_playback(self._leg(cmd.leg), emit=True)
+        elif isinstance(cmd, p.Dial):
+            self._dial(cmd)
+        elif isinstance(cmd, p.Bridge):
+            self._bridge(cmd)
+        elif isinstance(cmd, p.StartRecording):
+            self._start_recording(cmd)
+        elif isinstance(cmd, p.StopRecording):
+            rec = self.recordings.get(cmd.conversation)
+            if rec is None:
+                raise _Refused(f"no recording {cmd.conversation!r}")
+            self._finish_recording(rec, emit=True)
+        else:
+            raise _Refused(f"unsupported command {type(cmd).__name__}")
+
+    def _media_ready(self, leg: Leg, cmd: p.Command) -> bool:
+        """True when the leg's audio is up; else the command waits for it (answered legs only)."""
+        if leg.media_active and leg.id in self.calls:
+            return True
+        if leg.state in ("answering", "confirmed"):
+            if cmd not in leg.waiting:
+                leg.waiting.append(cmd)
+            return False
+        raise _Refused(f"leg {leg.id} is not answered ({leg.state})")
+
+    def _release_waiting(self, leg: Leg) -> None:
+        if not leg.media_active or leg.state != "confirmed" or not leg.waiting:
+            return
+        waiting, leg.waiting = leg.waiting, []
+        for cmd in waiting:
+            self._redispatch(cmd)
+
+    def _redispatch(self, cmd: p.Command) -> None:
+        try:
+            self._dispatch(cmd)
+        except _Refused as exc:
+            self._fail(cmd, str(exc), getattr(cmd, "leg", None))
+        except Exception as exc:  # noqa: BLE001
+            log.exception("command %s failed", type(cmd).__name__)
+            self._fail(cmd, f"internal error: {exc}", getattr(cmd, "leg", None))
+
+    def _audio(self, leg: Leg):
+        call = self.calls.get(leg.id)
+        if call is None:
+            raise _Refused(f"leg {leg.id} has no call")
+        try:
+            return call.getAudioMedia(-1)
+        except self.pj.Error as exc:
+            raise _Refused(f"leg {leg.id} has no audio: {_pj_reason(exc)}") from None
+
+    # -- answer / hang up
+
+    def _answer(self, call, status: int, phrase: str = "", retry_after: int | None = None) -> None:
+        pj = self.pj
+        op = pj.CallOpParam()
+        op.statusCode = status
+        if phrase:
+            op.reason = phrase
+        if retry_after is not None:
+            h = pj.SipHeader()
+            h.hName = "Retry-After"
+            h.hValue = str(retry_after)
+            op.txOption.headers.append(h)
+        # A final failure is sent with answer(), not hangup(): only answer() adds our headers
+        # (Retry-After) to the response.
+        call.answer(op)
+
+    def _hangup(self, leg: Leg, *, cause: str, status: int | None = None, reason: str = "",
+                retry_after: int | None = None, fail_status: int | None = None) -> None:
+        call = self.calls.get(leg.id)
+        if leg.state == "arriving":
+            leg.end_status = status or 480
+        elif fail_status is not None:
+            leg.end_status = fail_status
+        leg.end_cause = cause
+        if reason:
+            leg.end_reason = reason
+        leg.state = "ending"
+        leg.deadline = _now() + ENDING_WATCHDOG
+        self._stop_playback(leg, emit=True)
+        if call is None:
+            return
+        try:
+            if leg.end_status is not None and leg.incoming and leg.answered_at is None:
+                self._answer(call, leg.end_status, reason, retry_after)
+            else:
+                if not leg.incoming and leg.answered_at is None:
+                    self.last_cancel = _now()  # see _stack_full()
+                call.hangup(self.pj.CallOpParam())
+        except self.pj.Error as exc:
+            log.warning("%s: hangup: %s", leg.id, _pj_reason(exc))
+
+    # -- prompts
+
+    def _play(self, cmd: p.PlayPrompts) -> None:
+        leg = self._leg(cmd.leg)
+        for f in cmd.files:
+            if not os.path.isfile(f):
+                raise _Refused(f"no such prompt file: {f}")
+        if not self._media_ready(leg, cmd):
+            return
+        self._stop_playback(leg, emit=True)
+        leg.playback = Playback(cmd.id, tuple(cmd.files), cmd.loop, index=-1)
+        self._advance_playback(leg)
+
+    def _advance_playback(self, leg: Leg) -> None:
+        pb = leg.playback
+        if pb is None:
+            return
+        self._destroy_player(leg, pb)
+        attempts = 0
+        while True:
+            pb.index += 1
+            if pb.index >= len(pb.files):
+                if not pb.loop:
+                    leg.playback = None
+                    self.emit(p.PlaybackFinished(leg=leg.id, playback=pb.id, completed=True))
+                    return
+                pb.index = 0
+            attempts += 1
+            if attempts > len(pb.files) + 1:
+                leg.playback = None
+                self.emit(p.PlaybackFinished(leg=leg.id, playback=pb.id, completed=False))
+                return
+            try:
+                self._start_player(leg, pb)
+                return
+            except _Refused as exc:
+                self.emit(p.CommandFailed(command_id=pb.id, command="PlayPrompts", reason=str(exc), leg=leg.id))
+
+    def _start_player(self, leg: Leg, pb: Playback) -> None:
+        pj = self.pj
+        path = pb.files[pb.index]
+        pb.token += 1
+        player = _Player(self, leg.id, pb.token)
+        try:
+            player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        except pj.Error as exc:
+            raise _Refused(f"cannot play {path}: {_pj_reason(exc)}") from None
+        pb.player = player
+        try:
+            player.startTransmit(self._audio(leg))
+        except pj.Error as exc:
+            raise _Refused(f"cannot play to {leg.id}: {_pj_reason(exc)}") from None
+
+    def _destroy_player(self, leg: Leg, pb: Playback) -> None:
+        player, pb.player = pb.player, None
+        if player is None:
+            return
+        call = self.calls.get(leg.id)
+        if call is not None:
+            try:
+                player.stopTransmit(call.getAudioMedia(-1))
+            except Exception:  # noqa: BLE001 - media may be gone already
+                pass
+        del player  # pjsua_player_destroy, from the loop, never from onEof2
+
+    def _stop_playback(self, leg: Leg, *, emit: bool) -> None:
+        pb = leg.playback
+        if pb is None:
+            return
+        leg.playback = None
+        self._destroy_player(leg, pb)
+        if emit:
+            self.emit(p.PlaybackFinished(leg=leg.id, playback=pb.id, completed=False))
+
+    # -- dial out
+
+    def _dial(self, cmd: p.Dial) -> None:
+        pj = self.pj
+        if self.stopping:
+            raise _Refused("worker is shutting down")
+        if cmd.leg in self.legs or cmd.leg in self.calls:
+            raise _Refused(f"leg {cmd.leg!r} exists already")
+        if self.ep.utilVerifySipUri(cmd.uri) != 0:
+            raise _Refused(f"not a valid SIP URI: {cmd.uri!r}")
+        if cmd.peer is not None and (cmd.peer not in self.legs or self.legs[cmd.peer].state in ("ending", "refused")):
+            raise _Refused(f"peer leg {cmd.peer!r} is not on this worker")
+        now = _now()
+        if self.rate.count(now) >= self.rate.limit:
+            raise _Refused("rate limit: too many new calls on this worker, retry shortly")
+        ok = self.budget.attach(cmd.leg, cmd.peer) if cmd.peer else self.budget.admit(cmd.leg)
+        if not ok:
+            raise _Refused("no free leg on this worker")
+        self.rate.note(now)
+        self._report_capacity()
+        op = pj.CallOpParam(True)
+        op.opt.audioCount = 1
+        op.opt.videoCount = 0
+        local = _from_uri(cmd.display_name, cmd.caller_id, self.args.address, self.args.port)
+        if local:
+            op.txOption.localUri = local
+        leg = Leg(cmd.leg, False, now, state="calling", peer=cmd.peer, deadline=now + cmd.timeout)
+        call = _Call(self, cmd.leg, self.account)
+        self.legs[cmd.leg] = leg
+        self.calls[cmd.leg] = call
+        try:
+            call.makeCall(cmd.uri, op)
+        except pj.Error as exc:
+            self.calls.pop(cmd.leg, None)
+            self.legs.pop(cmd.leg, None)
+            self.budget.release(cmd.leg)
+            del call
+            if getattr(exc, "status", 0) == PJ_ETOOMANY:
+                self._stack_full(now)
+                raise _Refused("no call slot free in the SIP stack (a cancelled call is still closing); "
+                               "retry later") from None
+            raise _Refused(f"cannot dial: {_pj_reason(exc)}") from None
+
+    def _stack_full(self, now: float) -> None:
+        """makeCall found every pjsua call slot taken although fewer legs are live.
+
+        pjsua reports an unanswered outgoing call DISCONNECTED as soon as it is cancelled, but
+        keeps its call slot until the far end answers the CANCEL (487), or up to Timer B (32 s)
+        from a phone that never does. Those slots are invisible to us; hold them out of the
+        budget until the last cancel is 32 s old, so callers are not admitted without room.
+        """
+        stuck = max(1, BUILD_MAX_CALLS - len(self.calls))
+        self.budget.blocked = stuck
+        self.stuck_until = max(self.last_cancel, now - CANCEL_LINGER + 1.0) + CANCEL_LINGER
+        log.warning("pjsua has no free call slot with %d call(s) live: %d slot(s) held by cancelled "
+                    "calls, kept out of the budget for %.0f s", len(self.calls), stuck, self.stuck_until - now)
+        self._report_capacity()
+
+    # -- bridge and record
+
+    def _bridge(self, cmd: p.Bridge) -> None:
+        a, b = self._leg(cmd.a), self._leg(cmd.b)
+        if not self._media_ready(a, cmd) or not self._media_ready(b, cmd):
+            return
+        self._stop_playback(a, emit=True)
+        self._stop_playback(b, emit=True)
+        ma, mb = self._audio(a), self._audio(b)
+        try:
+            ma.startTransmit(mb)
+            mb.startTransmit(ma)
+        except self.pj.Error as exc:
+            raise _Refused(f"cannot bridge: {_pj_reason(exc)}") from None
+        a.bridged.add(b.id)
+        b.bridged.add(a.id)
+        self.emit(p.Bridged(a=a.id, b=b.id))
+
+    def _start_recording(self, cmd: p.StartRecording) -> None:
+        pj = self.pj
+        if cmd.conversation in self.recordings:
+            raise _Refused(f"recording {cmd.conversation!r} is running already")
+        legs = [self._leg(x) for x in cmd.legs]
+        for leg in legs:
+            if not self._media_ready(leg, cmd):
+                return
+        path = Path(cmd.path)
+        if path.suffix.lower() != ".wav":
+            raise _Refused("recordings are WAV files: the path must end in .wav")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _Refused(f"cannot create {path.parent}: {exc.strerror}") from None
+        recorder = pj.AudioMediaRecorder()
+        try:
+            recorder.createRecorder(str(path))
+        except pj.Error as exc:
+            raise _Refused(f"cannot record to {path}: {_pj_reason(exc)}") from None
+        rec = Recording(cmd.conversation, str(path), tuple(cmd.legs), recorder, _now())
+        self.recordings[cmd.conversation] = rec
+        for leg in legs:
+            try:
+                self._audio(leg).startTransmit(recorder)
+            except pj.Error as exc:
+                self._finish_recording(rec, emit=False)
+                raise _Refused(f"cannot record {leg.id}: {_pj_reason(exc)}") from None
+        self.emit(p.RecordingStarted(conversation=rec.conversation, path=rec.path))
+
+    def _finish_recording(self, rec: Recording, *, emit: bool) -> None:
+        if self.recordings.get(rec.conversation) is not rec:
+            return
+        del self.recordings[rec.conversation]
+        for leg_id in rec.legs:
+            call = self.calls.get(leg_id)
+            if call is None:
+                continue
+            try:
+                call.getAudioMedia(-1).stopTransmit(rec.recorder)
+            except Exception:  # noqa: BLE001
+                pass
+        rec.recorder = None  # destroying the recorder writes the WAV header
+        if emit:
+            self.emit(p.RecordingFinished(conversation=rec.conversation, path=rec.path,
+                                          duration=round(_now() - rec.started, 3)))
+
+
+class _Refused(Exception):
+    """A command that cannot be carried out; becomes CommandFailed."""
+
+
+# ------------------------------------------------------------------------- pjsua2 subclasses
+
+def _subclasses():
+    import pjsua2 as pj
+
+    class _Call(pj.Call):
+        def __init__(self, worker: Worker, leg_id: str, account, call_id: int | None = None) -> None:
+            if call_id is None:
+                super().__init__(account)
+            else:
+                super().__init__(account, call_id)
+            self.worker = worker
+            self.leg_id = leg_id
+
+        def onCallState(self, prm) -> None:
+            try:
+                self.worker.on_call_state(self)
+            except Exception:  # noqa: BLE001
+                log.exception("onCallState %s", self.leg_id)
+
+        def onCallMediaState(self, prm) -> None:
+            try:
+                self.worker.on_media_state(self)
+            except Exception:  # noqa: BLE001
+                log.exception("onCallMediaState %s", self.leg_id)
+
+        def onDtmfDigit(self, prm) -> None:
+            try:
+                self.worker.on_dtmf(self.leg_id, str(prm.digit)[:1], prm.method)
+            except Exception:  # noqa: BLE001
+                log.exception("onDtmfDigit %s", self.leg_id)
+
+    class _Account(pj.Account):
+        def __init__(self, worker: Worker) -> None:
+            super().__init__()
+            self.worker = worker
+
+        def onIncomingCall(self, prm) -> None:
+            try:
+                self.worker.on_incoming(prm)
+            except Exception:  # noqa: BLE001
+                log.exception("onIncomingCall")
+
+    class _Player(pj.AudioMediaPlayer):
+        def __init__(self, worker: Worker, leg_id: str, token: int) -> None:
+            super().__init__()
+            self.worker = worker
+            self.leg_id = leg_id
+            self.token = token
+
+        def onEof2(self) -> None:
+            try:
+                self.worker.inbox.append(("eof", self.leg_id, self.token))
+            except Exception:  # noqa: BLE001
+                log.exception("onEof2 %s", self.leg_id)
+
+    return _Call, _Account, _Player
+
+
+_Call = _Account = _Player = None  # bound by main(), so importing this module does not load pjsua2
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def _with_worker(event: p.Event, name: str) -> p.Event:
+    import dataclasses
+
+    return dataclasses.replace(event, worker=name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _guess_id(line: bytes) -> str:
+    import json
+
+    try:
+        data = json.loads(line)
+        value = data.get("id", "") if isinstance(data, dict) else ""
+        return p.clean_text(value, p.SHORT) if isinstance(value, str) else ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _pj_reason(exc: Exception) -> str:
+    """The message of a ``pjsua2.Error`` (which keeps it in ``reason``) or of any exception."""
+    return p.clean_text(getattr(exc, "reason", "") or str(exc), p.TEXT)
+
+
+def _parse_invite(raw: str) -> dict:
+    """Request-URI user, From, To, Call-ID and a subset of headers of a raw INVITE; never raises."""
+    out: dict = {"headers": {}}
+    try:
+        head = str(raw)[:16384].split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+        lines = head.replace("\r\n", "\n").split("\n")
+        parts = lines[0].split(" ")
+        if len(parts) >= 2:
+            out["ruri_user"] = p.parse_name_addr("<" + parts[1] + ">")[1]
+        unfolded: list[str] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t") and unfolded:
+                unfolded[-1] += " " + line.strip()
+            else:
+                unfolded.append(line)
+        xcount = 0
+        for line in unfolded[:200]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            key = COMPACT.get(key, key)
+            value = value.strip()
+            if key in ("from", "to", "call-id") and key not in out:
+                out[key] = value
+            elif key in HEADERS_KEPT or (key.startswith("x-") and xcount < MAX_X_HEADERS):
+                if key.startswith("x-"):
+                    xcount += 1
+                if len(out["headers"]) < p.MAX_HEADERS:
+                    out["headers"][p.clean_text(name.strip(), p.SHORT)] = p.clean_text(value, p.TEXT)
+    except Exception:  # noqa: BLE001 - network data never breaks the worker
+        log.warning("could not read the INVITE's headers")
+    return out
+
+
+def _from_uri(display: str, user: str, address: str, port: int) -> str:
+    """A From value for an outgoing leg: the caller's name and number, safely quoted/escaped."""
+    user = "".join(ch for ch in user if ch.isascii() and (ch.isalnum() or ch in "+*#._-"))[:32]
+    display = "".join(ch for ch in p.clean_text(display, 64) if ch not in '"\\')
+    if not user and not display:
+        return ""
+    uri = f"sip:{user or 'anonymous'}@{address}:{port}"
+    return f'"{display}" <{uri}>' if display else f"<{uri}>"
+
+
+def _check_port_free(address: str, port: int, tcp: bool) -> None:
+    """Fail early, naming the port, when the SIP port is taken (pjsua2's own error names none)."""
+    import socket
+
+    kinds = [socket.SOCK_DGRAM] + ([socket.SOCK_STREAM] if tcp else [])
+    for kind in kinds:
+        family, _, _, _, sockaddr = socket.getaddrinfo(address, port, type=kind)[0]
+        with socket.socket(family, kind) as sock:
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                raise OSError(f"SIP port {address}:{port} is in use ({exc.strerror})") from None
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m callcenter.telephony.worker", description=__doc__.split("\n")[0])
+    ap.add_argument("--id", default="w1", help="worker name, used in events and logs (default w1)")
+    ap.add_argument("--leg-prefix", default="", help="prefix of leg ids (default: the worker name)")
+    ap.add_argument("--address", default="127.0.0.1", help="address for SIP and RTP (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, required=True, help="SIP port (UDP)")
+    ap.add_argument("--tcp", action="store_true", help="also listen for SIP over TCP on the same port")
+    ap.add_argument("--rtp-start", type=int, required=True, help="first RTP port")
+    ap.add_argument("--rtp-end", type=int, required=True, help="last RTP port (inclusive)")
+    ap.add_argument("--legs", type=int, default=BUILD_MAX_CALLS,
+                    help=f"leg budget (default and maximum {BUILD_MAX_CALLS}: the installed pjsua2 build's call limit)")
+    ap.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE,
+                    help=f"new legs per second before INVITEs get 503 (default {DEFAULT_MAX_RATE:g})")
+    ap.add_argument("--decide-timeout", type=float, default=DEFAULT_DECIDE_TIMEOUT,
+                    help="seconds the control process has to answer or reject an arrived call (default 5)")
+    ap.add_argument("--refuse-hold", type=float, default=0.25,
+                    help="seconds an INVITE over the rate limit waits for its 503 (default 0.25)")
+    ap.add_argument("--pj-log-level", type=int, default=1, help="pjsua2 log level to stderr, 0-6 (default 1)")
+    ap.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
+    args = ap.parse_args(argv)
+    if not 1 <= args.legs <= BUILD_MAX_CALLS:
+        ap.error(f"--legs must be 1-{BUILD_MAX_CALLS}: the installed pjsua2 build holds at most {BUILD_MAX_CALLS} calls per process")
+    if not 0 < args.max_rate <= 50:
+        ap.error("--max-rate must be in (0, 50]: the pjsua2 build aborts the process near 60 new calls/s")
+    if not 1 <= args.port <= 65535 or not 1024 <= args.rtp_start < args.rtp_end <= 65535:
+        ap.error("ports out of range (RTP: 1024 <= rtp-start < rtp-end <= 65535)")
+    if args.rtp_end - args.rtp_start < 4 * args.legs:
+        ap.error("the RTP range needs at least 4 ports per leg")
+    if not p.valid_leg_id(args.id) or (args.leg_prefix and not p.valid_leg_id(args.leg_prefix)):
+        ap.error("--id and --leg-prefix: letters, digits, '.', '_', ':', '-' only")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parent = os.getppid()
+    args = _parse_args(argv)
+    # stdout is the event channel: keep a private copy of it and point fd 1 at stderr, so nothing
+    # pjsua2 (or anything else) prints can ever corrupt the event stream.
+    ipc_out = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format=f"%(asctime)s {args.id} %(levelname)s %(message)s", stream=sys.stderr)
+    _set_parent_death_signal(parent)
+    global _Call, _Account, _Player
+    try:
+        _Call, _Account, _Player = _subclasses()
+    except ImportError as exc:
+        log.error("pjsua2 is not installed (pip install pjsua2-python): %s", exc)
+        return 3
+    worker = Worker(args, ipc_out)
+
+    def _on_signal(signum, frame):  # only sets a flag: the loop notices it after the next poll
+        worker.signalled = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    try:
+        return worker.run()
+    except Exception:  # noqa: BLE001
+        log.exception("worker failed")
+        return 1
+
+
+def _set_parent_death_signal(parent: int) -> None:
+    """Linux: SIGTERM this process when the parent dies (stdin EOF covers the rest)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before we asked
+            os.kill(os.getpid(), signal.SIGTERM)
+    except Exception:  # noqa: BLE001 - not Linux: stdin EOF still stops the worker
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The call flow against the fake telephony: IVR, queue, offer, bridge, hang-ups, callbacks, worker loss."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+
+import pytest
+
+from callcenter.config import load
+from callcenter.core.contact_center import ContactCenter
+from callcenter.core.ports import InMemoryContactStore
+from callcenter.prompts import load_menu
+from callcenter.telephony import protocol as tp
+from callcenter.telephony.pool import FakeTelephony
+from ivr.ports import InMemorySelfService
+from tests.conftest import SAMPLE_CONFIG
+
+REPO = Path(__file__).resolve().parents[2]
+OPEN = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))  # a Monday morning
+
+
+def moving_clock(start: dt.datetime):
+    origin = time.monotonic()
+    return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
+
+
+class Harness:
+    def __init__(self, overrides=(), at: dt.datetime = OPEN):
+        self.settings = load(SAMPLE_CONFIG, environ={}, overrides=list(overrides)).settings
+        self.fake = FakeTelephony(workers=2)
+        self.store = InMemoryContactStore()
+        self.cc = ContactCenter(
+            settings=self.settings, menu=load_menu(REPO / "config/ivr.toml").menu, telephony=self.fake,
+            store=self.store, selfservice=InMemorySelfService(), prompts_dir=Path("/prompts"),
+            clock=moving_clock(at),
+        )
+        self.finished: set[str] = set()
+
+    async def settle(self, rounds: int = 30) -> None:
+        """Let the loop run, finishing every prompt that is not hold music (as a caller who listens)."""
+        for _ in range(rounds):
+            await asyncio.sleep(0.005)
+            for command in self.fake.sent(tp.PlayPrompts):
+                if not command.loop and command.id not in self.finished:
+                    self.finished.add(command.id)
+                    self.fake.inject(tp.PlaybackFinished(leg=command.leg, playback=command.id, completed=True))
+        await self.cc.drain()
+
+    async def press(self, leg: str, digits: str) -> None:
+        for digit in digits:
+            self.fake.inject(tp.DigitReceived(leg=leg, digit=digit, method="rfc4733"))
+            await self.settle()
+
+    def dials(self) -> list[tp.Dial]:
+        return self.fake.sent(tp.Dial)
+
+    def row(self, leg_or_call: str) -> dict:
+        call_id = next(c for c, r in self.store.rows.items() if leg_or_call in (c,)) if leg_or_call in self.store.rows \
+            else self.only_call_id()
+        return self.store.rows[call_id]
+
+    def only_call_id(self) -> str:
+        (call_id,) = list(self.store.rows)
+        return call_id
+
+
+@pytest.fixture
+async def h():
+    harness = Harness()
+    await harness.cc.start()
+    yield harness
+    await harness.cc.stop()
+
+
+async def caller_to_general_queue(h: Harness, ani: str = "13912345678") -> str:
+    leg = h.fake.arrive(ani=ani, display_name="Zhang San", remote_address="127.0.0.1:5099")
+    await h.settle()
+    assert isinstance(h.fake.sent()[0], tp.AnswerCall)
+    await h.press(leg, "1")  # Mandarin
+    await h.press(leg, "0")  # main menu: an agent
+    return leg
+
+
+async def test_caller_reaches_agent_and_every_step_is_recorded(h):
+    leg = await caller_to_general_queue(h)
+    (dial,) = h.dials()
+    assert dial.peer == leg, "the agent leg is dialled on the caller's worker"
+    assert dial.caller_id == "+8613912345678" and dial.display_name == "Zhang San"
+    assert dial.uri == h.settings.agents["1001"].phone or dial.uri == h.settings.agents["1002"].phone
+    moh = [c for c in h.fake.sent(tp.PlayPrompts) if c.loop]
+    assert moh and moh[-1].files[0].endswith("moh.wav"), "hold music while waiting"
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    (bridge,) = h.fake.sent(tp.Bridge)
+    assert {bridge.a, bridge.b} == {leg, dial.leg}
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye", duration=10))
+    await h.settle()
+    assert any(isinstance(c, tp.Hangup) and c.leg == dial.leg for c in h.fake.sent()), "agent leg hung up too"
+    h.fake.inject(tp.LegEnded(leg=dial.leg, cause="local_hangup"))
+    await h.settle()
+    row = h.store.rows[h.only_call_id()]
+    assert row["outcome"] == "answered" and row["ended_at"] is not None
+    assert row["queue"] == "general" and row["agent_id"] in ("1001", "1002")
+    assert row["answered_at"] >= row["offered_at"] >= row["queued_at"] >= row["arrived_at"]
+    assert row["ivr_path"] and row["language"] == "zh"
+    assert h.store.event_names(h.only_call_id()) == ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
+    assert h.cc.engine.agent_state(row["agent_id"])[0] == "wrap_up"
+    assert not h.cc.calls, "nothing left behind"
+
+
+async def test_ring_no_answer_returns_caller_and_tries_another_agent(h):
+    leg = await caller_to_general_queue(h)
+    first = h.dials()[0]
+    h.fake.inject(tp.LegFailed(leg=first.leg, status=408, reason="Request Timeout"))
+    await h.settle()
+    second = h.dials()[-1]
+    assert len(h.dials()) == 2 and second.uri != first.uri, "offered to the other logged-in agent"
+    assert second.peer == leg
+    assert "RINGNOANSWER" in h.store.event_names()
+
+
+async def test_agent_rejecting_counts_as_missed_and_agent_goes_not_ready(h):
+    leg = await caller_to_general_queue(h)
+    rejected = {}
+    for _ in range(6):
+        dial = h.dials()[-1]
+        rejected[dial.uri] = rejected.get(dial.uri, 0) + 1
+        h.fake.inject(tp.LegFailed(leg=dial.leg, status=486, reason="Busy Here"))
+        await h.settle()
+        if not h.cc.calls[next(iter(h.cc.calls))].agent_leg:
+            break
+    states = {a: h.cc.engine.agent_state(a) for a in ("1001", "1002")}
+    assert all(state == ("not_ready", "no_answer") for state in states.values()), states
+    assert h.cc.calls, "the caller is still waiting"
+    assert leg in h.cc.by_leg
+
+
+async def test_caller_hanging_up_while_agent_phone_rings_cancels_the_agent_leg(h):
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await h.settle()
+    assert any(isinstance(c, tp.Hangup) and c.leg == dial.leg for c in h.fake.sent()), "no phantom call"
+    agent = h.store.rows[h.only_call_id()]["agent_id"]
+    assert h.cc.engine.agent_state(agent)[0] == "available", "the agent is released at once"
+    assert h.store.rows[h.only_call_id()]["outcome"] == "abandoned"
+    assert "ABANDON" in h.store.event_names()
+
+
+async def test_no_agents_free_caller_waits_then_abandons(h):
+    for agent in ("1001", "1002"):
+        h.cc.not_ready(agent, "break")
+    leg = await caller_to_general_queue(h)
+    assert h.dials() == []
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await h.settle()
+    row = h.store.rows[h.only_call_id()]
+    assert row["outcome"] == "abandoned" and row["wait_seconds"] is not None
+    assert h.store.event_names() == ["AGENTLOGIN", "AGENTLOGIN", "PAUSE", "PAUSE", "ENTERQUEUE", "ABANDON"]
+
+
+async def test_callback_key_keeps_place_and_rings_agent_then_customer(h):
+    for agent in ("1001", "1002"):
+        h.cc.not_ready(agent, "break")
+    leg = await caller_to_general_queue(h)
+    await h.press(leg, "9")
+    assert any(isinstance(c, tp.Hangup) and c.leg == leg for c in h.fake.sent()), "caller hung up after confirm"
+    h.fake.inject(tp.LegEnded(leg=leg, cause="local_hangup"))
+    await h.settle()
+    assert h.store.callbacks and h.store.callbacks[0]["number"] == "+8613912345678"
+    h.cc.ready("1001")
+    await h.settle()
+    agent_dial = h.dials()[-1]
+    assert agent_dial.peer is None and agent_dial.uri == h.settings.agents["1001"].phone
+    h.fake.inject(tp.LegAnswered(leg=agent_dial.leg))
+    await h.settle()
+    customer = h.dials()[-1]
+    assert customer.uri == "sip:8613912345678@127.0.0.1:5060" and customer.peer == agent_dial.leg
+    h.fake.inject(tp.LegAnswered(leg=customer.leg))
+    await h.settle()
+    assert h.fake.sent(tp.Bridge)[-1] == tp.Bridge(id=h.fake.sent(tp.Bridge)[-1].id, a=agent_dial.leg, b=customer.leg)
+    assert "EXITWITHKEY" in h.store.event_names()
+
+
+async def test_worker_death_closes_its_calls_and_frees_agents(h):
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    agent = h.store.rows[h.only_call_id()]["agent_id"]
+    h.fake.inject(tp.WorkerDied(worker="w1", legs=(leg, dial.leg), returncode=-9))
+    await h.settle()
+    row = h.store.rows[h.only_call_id()]
+    assert row["outcome"] == "failed_worker" and row["ended_at"] is not None
+    assert h.cc.engine.agent_state(agent)[0] in ("wrap_up", "available")
+    assert not h.cc.calls
+
+
+async def test_caller_from_outside_the_allow_list_gets_403(h):
+    leg = h.fake.arrive(remote_address="203.0.113.9:5060")
+    await h.settle()
+    (reject,) = h.fake.sent(tp.RejectCall)
+    assert reject.leg == leg and reject.status == 403
+    assert h.store.rows == {} and h.cc.counters["refused_source"] == 1
+
+
+async def test_hostile_caller_id_is_data(h):
+    leg = h.fake.arrive(ani="<script>alert(1)</script>", display_name="'; DROP TABLE interactions;--" + "x" * 100,
+                        remote_address="127.0.0.1:5099")
+    await h.settle()
+    row = h.store.rows[h.only_call_id()]
+    assert row["ani"] == "<script>alert(1)</script>" and row["display_name"].startswith("'; DROP")
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await h.settle()
+    assert h.store.rows[h.only_call_id()]["outcome"] == "abandoned_ivr"
+
+
+async def test_closed_hours_offer_callback_instead_of_queue():
+    harness = Harness(at=dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))))  # Sunday night
+    await harness.cc.start()
+    try:
+        leg = harness.fake.arrive(remote_address="127.0.0.1:5099")
+        await harness.settle()
+        await harness.press(leg, "1")
+        texts = [f for c in harness.fake.sent(tp.PlayPrompts) for f in c.files]
+        assert any(f.endswith("/zh/closed.wav") for f in texts)
+        await harness.press(leg, "9")
+        assert any(isinstance(c, tp.Hangup) for c in harness.fake.sent())
+        assert harness.dials() == []
+    finally:
+        await harness.cc.stop()
+
+
+async def test_disposition_rules_and_reconnect_snapshot(h):
+    from callcenter.core.contact_center import DispositionRefused
+
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    agent = "1001" if dial.uri == h.settings.agents["1001"].phone else "1002"
+    snapshot = h.cc.agent_snapshot(agent)
+    assert snapshot["state"] == "reserved" and snapshot["call"]["phase"] == "ringing"
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    call_id = h.only_call_id()
+    assert h.cc.agent_snapshot(agent)["call"]["call_id"] == call_id
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await h.settle()
+    other = "1002" if agent == "1001" else "1001"
+    with pytest.raises(DispositionRefused, match="not handled by agent"):
+        h.cc.dispose(other, call_id, "resolved")
+    with pytest.raises(DispositionRefused, match="note is required"):
+        h.cc.dispose(agent, call_id, "no_sale", notes="  ")
+    with pytest.raises(DispositionRefused, match="schedule a callback"):
+        h.cc.dispose(agent, call_id, "callback")
+    with pytest.raises(DispositionRefused, match="unknown disposition"):
+        h.cc.dispose(agent, call_id, "nope")
+    h.cc.dispose(agent, call_id, "callback", notes="after 6pm",
+                 callback={"number": "+8613912345678", "due_from": OPEN + dt.timedelta(days=1)})
+    await h.settle()
+    assert h.store.rows[call_id]["dispositions"][0]["code"] == "callback"
+    assert h.store.callbacks[-1]["number"] == "+8613912345678"
+    assert h.cc.agent_snapshot(agent)["state"] == "wrap_up"
+    h.cc.end_wrap_up(agent)
+    assert h.cc.agent_snapshot(agent)["state"] == "available"
