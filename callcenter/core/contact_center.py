@@ -72,6 +72,7 @@ class Call:
     outcome: str | None = None
     playback: str | None = None
     announcing: bool = False
+    on_hold: bool = False
     hangup_after_playback: bool = False
     ivr_plays: dict[str, int] = field(default_factory=dict)
     timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
@@ -814,11 +815,59 @@ class ContactCenter:
             "last_call_id": call_id,
         }
 
-    def hang_up(self, agent_id: str) -> bool:
-        """The agent ends their own current conversation."""
+    def _conversation_of(self, agent_id: str) -> Call | None:
         call_id = self.last_call_of_agent.get(agent_id)
         call = self.calls.get(call_id) if call_id else None
         if call is None or call.phase != CONNECTED or call.agent_id != agent_id or not call.agent_leg:
+            return None
+        return call
+
+    def hang_up(self, agent_id: str) -> bool:
+        """The agent ends their own current conversation."""
+        call = self._conversation_of(agent_id)
+        if call is None:
             return False
         self._send(tp.Hangup(leg=call.agent_leg, reason="agent hung up"))
+        return True
+
+    def hold(self, agent_id: str) -> bool:
+        """Hold music for the caller; the agent hears nothing until unhold."""
+        call = self._conversation_of(agent_id)
+        if call is None or call.on_hold or not call.leg:
+            return False
+        self._send(tp.Unbridge(a=call.leg, b=call.agent_leg))
+        call.on_hold = True
+        call.playback = self._send(tp.PlayPrompts(leg=call.leg, files=(str(self.prompts_dir / "moh.wav"),), loop=True))
+        self.notifier.to_agent(agent_id, {"type": "call.held", "call_id": call.call_id})
+        return True
+
+    def unhold(self, agent_id: str) -> bool:
+        call = self._conversation_of(agent_id)
+        if call is None or not call.on_hold or not call.leg:
+            return False
+        self._send(tp.StopPlayback(leg=call.leg))
+        self._send(tp.Bridge(a=call.leg, b=call.agent_leg))
+        call.on_hold = False
+        self.notifier.to_agent(agent_id, {"type": "call.resumed", "call_id": call.call_id})
+        return True
+
+    def transfer(self, agent_id: str, target: str) -> bool:
+        """Blind transfer of the agent's caller to ``queue:ID``: the agent goes to wrap-up, the caller queues."""
+        call = self._conversation_of(agent_id)
+        kind, _, name = target.partition(":")
+        if call is None or not call.leg or kind != "queue" or name not in self.settings.queues:
+            return False
+        now = self.now()
+        talk = (now - call.answered_at).total_seconds() if call.answered_at else 0.0
+        self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
+        self._send(tp.Unbridge(a=call.leg, b=call.agent_leg))
+        self._qlog(call.call_id, call.queue, agent_id, ql.BLINDTRANSFER, name, "", 0)
+        self._acd(acd.CallEnded(call.call_id))
+        self._send(tp.Hangup(leg=call.agent_leg, reason="transferred"))
+        self.by_leg.pop(call.agent_leg, None)
+        call.agent_leg = call.agent_id = None
+        call.answered_at = call.offered_at = None
+        call.on_hold = False
+        self.notifier.to_agent(agent_id, {"type": "call.ended", "call_id": call.call_id, "reason": "transferred"})
+        self._enqueue(call, name, call.priority, {})
         return True

@@ -267,7 +267,7 @@ class WorkerPool:
         return leg
 
     def _route(self, command: p.Command) -> str | _Failure:
-        if isinstance(command, p.Bridge):
+        if isinstance(command, (p.Bridge, p.Unbridge)):
             wa, wb = self._leg_worker.get(command.a), self._leg_worker.get(command.b)
             if wa is None or wb is None:
                 return _Failure(f"unknown leg {command.a if wa is None else command.b!r}")

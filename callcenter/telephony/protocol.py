@@ -253,6 +253,14 @@ class Bridge(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Unbridge(Command):
+    """Disconnect the audio of two bridged legs (hold, transfer); both legs stay up."""
+
+    a: str
+    b: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class StartRecording(Command):
     """Record the mix of ``legs`` (both parties of a conversation) to one mono WAV at ``path``.
 
@@ -435,7 +443,7 @@ class WorkerDied(Event):
 
 COMMANDS: dict[str, type[Command]] = {
     c.__name__: c
-    for c in (AnswerCall, RejectCall, PlayPrompts, StopPlayback, Dial, Bridge, StartRecording,
+    for c in (AnswerCall, RejectCall, PlayPrompts, StopPlayback, Dial, Bridge, Unbridge, StartRecording,
               StopRecording, Hangup, Ping, Shutdown)
 }
 EVENTS: dict[str, type[Event]] = {

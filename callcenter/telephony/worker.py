@@ -592,6 +592,8 @@ class Worker:
             self._dial(cmd)
         elif isinstance(cmd, p.Bridge):
             self._bridge(cmd)
+        elif isinstance(cmd, p.Unbridge):
+            self._unbridge(cmd)
         elif isinstance(cmd, p.StartRecording):
             self._start_recording(cmd)
         elif isinstance(cmd, p.StopRecording):
@@ -828,6 +830,19 @@ class Worker:
         a.bridged.add(b.id)
         b.bridged.add(a.id)
         self.emit(p.Bridged(a=a.id, b=b.id))
+
+    def _unbridge(self, cmd: p.Unbridge) -> None:
+        a, b = self._leg(cmd.a), self._leg(cmd.b)
+        if b.id not in a.bridged:
+            raise _Refused(f"{a.id} and {b.id} are not bridged")
+        ma, mb = self._audio(a), self._audio(b)
+        try:
+            ma.stopTransmit(mb)
+            mb.stopTransmit(ma)
+        except self.pj.Error as exc:
+            raise _Refused(f"cannot unbridge: {_pj_reason(exc)}") from None
+        a.bridged.discard(b.id)
+        b.bridged.discard(a.id)
 
     def _start_recording(self, cmd: p.StartRecording) -> None:
         pj = self.pj

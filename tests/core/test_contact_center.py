@@ -265,3 +265,37 @@ async def test_disposition_rules_and_reconnect_snapshot(h):
     assert h.cc.agent_snapshot(agent)["state"] == "wrap_up"
     h.cc.end_wrap_up(agent)
     assert h.cc.agent_snapshot(agent)["state"] == "available"
+
+
+async def connected_call(h: Harness) -> tuple[str, tp.Dial, str]:
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[-1]
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    agent = "1001" if dial.uri == h.settings.agents["1001"].phone else "1002"
+    return leg, dial, agent
+
+
+async def test_hold_and_unhold(h):
+    leg, dial, agent = await connected_call(h)
+    other = "1002" if agent == "1001" else "1001"
+    assert not h.cc.hold(other), "an agent cannot hold someone else's call"
+    assert h.cc.hold(agent)
+    assert not h.cc.hold(agent), "already on hold"
+    assert h.fake.sent(tp.Unbridge)[-1].a == leg
+    assert h.fake.sent(tp.PlayPrompts)[-1].loop and h.fake.sent(tp.PlayPrompts)[-1].leg == leg
+    assert h.cc.unhold(agent)
+    assert h.fake.sent(tp.Bridge)[-1].a == leg and h.fake.sent(tp.Bridge)[-1].b == dial.leg
+
+
+async def test_blind_transfer_to_a_queue(h):
+    leg, dial, agent = await connected_call(h)
+    assert not h.cc.transfer(agent, "queue:nowhere") and not h.cc.transfer(agent, "agent:1002")
+    assert h.cc.transfer(agent, "queue:sales")
+    await h.settle()
+    assert any(isinstance(c, tp.Hangup) and c.leg == dial.leg for c in h.fake.sent())
+    assert h.cc.engine.agent_state(agent)[0] == "wrap_up"
+    call = h.cc.calls[h.only_call_id()]
+    assert call.queue == "sales" and call.leg == leg
+    assert "BLINDTRANSFER" in h.store.event_names()
+    assert h.store.event_names().count("ENTERQUEUE") == 2

@@ -107,6 +107,11 @@ def test_caller_bridged_to_agent_and_recorded(sipp, tmp_path):
 
         h.pool.send(p.Bridge(a=arrived.leg, b=agent_leg))
         await h.expect(p.Bridged, a=arrived.leg, b=agent_leg)
+        # Hold and resume: the bridge comes apart and back together, no command fails.
+        hold = h.pool.send(p.Unbridge(a=arrived.leg, b=agent_leg))
+        h.pool.send(p.Bridge(a=arrived.leg, b=agent_leg))
+        await h.expect(p.Bridged, a=arrived.leg, b=agent_leg)
+        assert not [e for e in h.seen if isinstance(e, p.CommandFailed) and e.command_id == hold]
         h.pool.send(p.StartRecording(conversation="conv-1", legs=(arrived.leg, agent_leg), path=str(recording)))
         await h.expect(p.RecordingStarted, conversation="conv-1")
 
