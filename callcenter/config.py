@@ -438,12 +438,13 @@ def validate(tree: dict[str, Any], source: str, origins: dict[tuple[str, ...], s
         raise ConfigError(_format_problems(source, problems, origins)) from None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, *, missing: str = "configuration file not found (copy config/callcenter.toml and edit it)") -> dict[str, Any]:
+    """A TOML file as a dict; every way it can fail is a :class:`ConfigError` naming the file."""
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found (copy config/callcenter.toml and edit it)") from None
+        raise ConfigError(f"{path}: {missing}") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
     except PermissionError:

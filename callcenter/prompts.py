@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import wave
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callcenter.config import read_toml
 from callcenter.errors import CallCenterError, ConfigError
 from ivr.check import Finding
 from ivr.errors import MenuError
@@ -52,19 +52,7 @@ class LoadedMenu:
 def load_menu(path: str | Path) -> LoadedMenu:
     """Read and validate a menu file; any problem is a :class:`ConfigError` naming file and key path."""
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            tree = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: IVR menu file not found (set ivr.menu_file in the settings)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: cannot be read (permission denied)") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: is not UTF-8 text ({exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    tree = read_toml(path, missing="IVR menu file not found (set ivr.menu_file in the settings)")
     try:
         menu = parse_menu(tree, str(path))
     except MenuError as exc:
