@@ -616,8 +616,7 @@ class ContactCenter:
     def _record(self, call: Call) -> None:
         if not self.settings.recording.enabled or self.recordings_dir is None:
             return
-        path = self.recordings_dir / f"{self.now():%Y%m%d}" / f"{call.call_id}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.recordings_dir / f"{self.now():%Y%m%d}" / f"{call.call_id}.wav"  # the worker makes the folder
         self._send(tp.StartRecording(conversation=call.call_id, legs=tuple(l for l in (call.leg or call.customer_leg,
                                      call.agent_leg) if l), path=str(path)))
         self._write(self.store.update, call.call_id, recording_path=str(path))
@@ -702,7 +701,8 @@ class ContactCenter:
     def _end_conversation(self, call: Call, now: dt.datetime) -> None:
         talk = (now - call.answered_at).total_seconds() if call.answered_at else 0.0
         self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
-        self._send(tp.StopRecording(conversation=call.call_id)) if self.settings.recording.enabled else None
+        if self.settings.recording.enabled and self.recordings_dir is not None:
+            self._send(tp.StopRecording(conversation=call.call_id))
         call.phase = LEAVING
         for leg in call.legs():
             self._send(tp.Hangup(leg=leg, reason="conversation ended"))

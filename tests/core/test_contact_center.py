@@ -299,3 +299,19 @@ async def test_blind_transfer_to_a_queue(h):
     assert call.queue == "sales" and call.leg == leg
     assert "BLINDTRANSFER" in h.store.event_names()
     assert h.store.event_names().count("ENTERQUEUE") == 2
+
+
+async def test_recording_when_enabled(tmp_path):
+    harness = Harness(overrides=["recording.enabled=true"])
+    harness.cc.recordings_dir = tmp_path / "rec"
+    await harness.cc.start()
+    try:
+        leg, dial, agent = await connected_call(harness)
+        (start,) = harness.fake.sent(tp.StartRecording)
+        assert set(start.legs) == {leg, dial.leg} and start.path.startswith(str(tmp_path / "rec"))
+        assert harness.store.rows[harness.only_call_id()]["recording_path"] == start.path
+        harness.fake.inject(tp.LegEnded(leg=leg, cause="remote"))
+        await harness.settle()
+        assert harness.fake.sent(tp.StopRecording)
+    finally:
+        await harness.cc.stop()
