@@ -59,7 +59,7 @@ class Traffic:
     settings: Settings
     rate: float = 0.3
     talk_ms: int = 12000
-    keys: tuple[str, ...] = ("1", "0", "1", "2")
+    keys: tuple[str, ...] = ("1", "0")  # sales, general
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="callcenter-traffic-")))
     procs: list[subprocess.Popen] = field(default_factory=list)
 
@@ -83,17 +83,21 @@ class Traffic:
             started.append(agent_id)
         return started
 
-    def start_callers(self) -> None:
+    def start_callers(self, targets: list[tuple[str, int]]) -> None:
+        """Caller streams spread over ``targets`` (the SIP front, or each worker when there is none)."""
         sip = self.settings.sip
-        per_stream = self.rate / len(self.keys)
-        for n, key in enumerate(self.keys):
+        streams = max(len(self.keys), len(targets))
+        per_stream = self.rate / streams
+        for n in range(streams):
+            key = self.keys[n % len(self.keys)]
+            host, port = targets[n % len(targets)]
             name = {"*": "star", "#": "pound"}.get(key, key)
             self._run(f"callers-{n}-{name}", [
                 "-sf", str(SCENARIOS / "caller_ivr.xml"), "-i", sip.listen_address, "-p", str(_free_port(sip.listen_address)),
                 "-r", f"{per_stream:g}", "-d", str(self.talk_ms), "-s", "4008001234",
                 "-key", "key_pcap", _pcap(f"dtmf_2833_{name}.pcap"),
                 "-key", "ani", f"13{800138000 + n * 1111}", "-key", "display", f"Demo caller {n + 1}",
-                f"{sip.listen_address}:{sip.port}",
+                f"{host}:{port}",
             ])
 
     def stop(self) -> None:

@@ -116,7 +116,7 @@ async def _serve(settings, workers: int | None, duration: float | None, quiet: b
         raise CallCenterError(f"the server could not start: {exc}") from None
     if traffic is not None:
         phones = traffic.start_phones()
-        traffic.start_callers()
+        traffic.start_callers([(w.address, w.port) for w in server.pool.workers])
         err_console.print(f"simulated phones for agents {', '.join(phones) or '(none)'}; callers at {traffic.rate:g}/s",
                           highlight=False)
     first = server.pool.workers[0]

@@ -97,6 +97,7 @@ class ContactCenter:
         queue_log: QueueLogSink | None = None,
         recordings_dir: Path | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        front_address: str | None = None,
     ) -> None:
         self.settings = settings
         self.menu = menu
@@ -116,6 +117,9 @@ class ContactCenter:
         self.handled_by: dict[str, str] = {}  # call -> agent who answered it, for dispositions
         self.wrap_started: dict[str, dt.datetime] = {}
         self.trunk_networks = [ipaddress.ip_network(n, strict=False) for n in settings.sip.trunk_allow]
+        # Calls handed over by the SIP front come from its ip:port; the caller's own address is in the
+        # X-Src-Addr header the front adds (it removes any copy the caller sent).
+        self.front_address = front_address
         self.counters: dict[str, int] = {"arrived": 0, "refused_source": 0, "blocked": 0, "failed_worker": 0}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-store")
         self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
@@ -148,9 +152,15 @@ class ContactCenter:
                 pass
         if self._acd_timer:
             self._acd_timer.cancel()
-        for call in list(self.calls.values()):
-            for handle in call.timers.values():
-                handle.cancel()
+        for call in list(self.calls.values()):  # the server stops: every open contact is closed
+            self._cancel_timers(call)
+            for leg in call.legs():
+                self._send(tp.Hangup(leg=leg, reason="server stopping"))
+            call.outcome = "server_stopped" if call.phase != CONNECTED else call.outcome
+            if call.phase == CONNECTED and call.answered_at:
+                self._write(self.store.update, call.call_id,
+                            talk_seconds=round((self.now() - call.answered_at).total_seconds(), 3))
+            self._finish(call)
         await self.drain()
         self._writer.shutdown(wait=True)
         self._lookups.shutdown(wait=False, cancel_futures=True)
@@ -518,7 +528,7 @@ class ContactCenter:
     def _on_CallArrived(self, event: tp.CallArrived) -> None:
         now = self.now()
         self.counters["arrived"] += 1
-        host = event.remote_address.rsplit(":", 1)[0].strip("[]") if event.remote_address else ""
+        host = self._source_host(event)
         if not self._allowed(host):
             self.counters["refused_source"] += 1
             log.warning("refused call from %s (not in sip.trunk_allow): ani=%r dnis=%r", host or "unknown",
@@ -538,6 +548,13 @@ class ContactCenter:
                                                               display_name=event.display_name),
                                       hours=self.settings.hours, language=call.language)
         self._apply_ivr(call, call.session.start(now))
+
+    def _source_host(self, event: tp.CallArrived) -> str:
+        """The caller's address: the remote address, or behind the SIP front the one it forwards."""
+        remote = event.remote_address or ""
+        if self.front_address and remote == self.front_address:
+            remote = next((value for name, value in event.headers.items() if name.lower() == "x-src-addr"), "")
+        return remote.strip().rsplit(":", 1)[0].strip("[]") if remote else ""
 
     def _allowed(self, host: str) -> bool:
         try:

@@ -315,3 +315,13 @@ async def test_recording_when_enabled(tmp_path):
         assert harness.fake.sent(tp.StopRecording)
     finally:
         await harness.cc.stop()
+
+
+async def test_stopping_the_server_closes_open_contacts():
+    harness = Harness()
+    await harness.cc.start()
+    leg = await caller_to_general_queue(harness)
+    await harness.cc.stop()
+    row = harness.store.rows[harness.only_call_id()]
+    assert row["ended_at"] is not None and row["outcome"] == "server_stopped"
+    assert any(isinstance(c, tp.Hangup) and c.leg == leg for c in harness.fake.sent())
