@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 
 from ivr_support import REPO, SHANGHAI, demo_port
+from textual.css.query import NoMatches
 from textual.widgets import RichLog, Static
 
 from callcenter.config import load
@@ -19,15 +20,22 @@ MONDAY = dt.datetime(2026, 11, 2, 10, 0, tzinfo=SHANGHAI)
 
 
 def transcript(app: IvrSimulatorApp) -> str:
-    log = app.query_one("#transcript", RichLog)
+    try:
+        log = app.query_one("#transcript", RichLog)
+    except NoMatches:
+        return ""
     return "\n".join("".join(segment.text for segment in strip) for strip in log.lines)
 
 
 def shown(app: IvrSimulatorApp, selector: str) -> str:
-    return str(app.query_one(selector, Static).render())
+    """The text of a widget; empty while the screen is still being built."""
+    try:
+        return str(app.query_one(selector, Static).render())
+    except NoMatches:
+        return ""
 
 
-async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
+async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
     for _ in range(int(timeout / 0.05)):
         if condition():
             return
