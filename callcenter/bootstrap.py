@@ -55,6 +55,8 @@ class Server:
         from pathlib import Path
 
         from callcenter.core.contact_center import ContactCenter
+        from callcenter.cti.server import CtiServer
+        from callcenter.db.customers import SqlCustomerDirectory
         from callcenter.db.interactions import SqlInteractionStore
         from callcenter.db.selfservice import SqlSelfService
         from callcenter.queue_log_file import FileQueueLog
@@ -70,6 +72,7 @@ class Server:
             rtp_start=sip.rtp_port_start,
         )
         self.store = SqlInteractionStore(self.db)
+        self.cti = CtiServer(settings, directory=SqlCustomerDirectory(self.db, region=settings.center.default_region))
         self.center = ContactCenter(
             settings=settings,
             menu=ivr_menu(settings),
@@ -80,7 +83,9 @@ class Server:
             queue_log=FileQueueLog(sip.queue_log) if sip.queue_log else None,
             recordings_dir=Path(settings.recording.directory) if settings.recording.enabled else None,
             clock=now,
+            notifier=self.cti,
         )
+        self.cti.bind(self.center)
 
     async def start(self) -> None:
         from callcenter.db.agents import sync_agents
@@ -88,8 +93,10 @@ class Server:
         sync_agents(self.db, self.settings.agents)  # interactions refer to agents by id
         await self.pool.start()
         await self.center.start()
+        await self.cti.start()
 
     async def stop(self) -> None:
+        await self.cti.stop()
         await self.center.stop()
         await self.pool.stop()
         self.db.dispose()

@@ -94,8 +94,15 @@ def root(
     )
 
 
+def escape(text: str) -> str:
+    """Text for a rich markup string, shown literally."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 # Subcommand modules: each registers its commands on `app` when imported.
-from callcenter.cli import acd_cmd, config_cmd, customers_cmd, db_cmd, demo_cmd, ivr_cmd, serve_cmd  # noqa: E402,F401
+from callcenter.cli import acd_cmd, agent_cmd, config_cmd, customers_cmd, db_cmd, demo_cmd, ivr_cmd, serve_cmd  # noqa: E402,F401
 
 
 def main() -> None:
@@ -115,9 +122,3 @@ def main() -> None:
             raise
         err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         sys.exit(1)
-
-
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)

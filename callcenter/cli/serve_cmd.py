@@ -121,8 +121,8 @@ async def _serve(settings, workers: int | None, duration: float | None, quiet: b
                           highlight=False)
     first = server.pool.workers[0]
     err_console.print(
-        f"[green]✓[/] serving on sip:{first.address}:{first.port} with {len(server.pool.workers)} worker(s); "
-        "Ctrl-C stops", highlight=False,
+        f"[green]✓[/] serving on sip:{first.address}:{first.port} with {len(server.pool.workers)} worker(s), "
+        f"consoles at {server.cti.url}; Ctrl-C stops", highlight=False,
     )
     try:
         if quiet or not console.is_terminal:

@@ -293,9 +293,9 @@ class ContactCenter:
             self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGNOANSWER, int(ring * 1000))
         else:
             self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGCANCELED, int(ring * 1000))
-        self._drop_agent_leg(call)
         if call.phase == RINGING:
             call.phase = CALLBACK if call.callback_number else QUEUED
+        self._drop_agent_leg(call)
         self.notifier.to_agent(action.agent_id, {"type": "call.offer_cancelled", "call_id": call.call_id,
                                                  "reason": action.reason})
 
@@ -733,6 +733,9 @@ class ContactCenter:
             self._send(tp.Hangup(leg=call.agent_leg, reason="offer cancelled"))
             self.by_leg.pop(call.agent_leg, None)
             call.agent_leg = None
+            if call.phase == RINGING and call.agent_id:
+                self.notifier.to_agent(call.agent_id, {"type": "call.offer_cancelled", "call_id": call.call_id,
+                                                       "reason": "caller_hung_up"})
 
     def _on_WorkerDied(self, event: tp.WorkerDied) -> None:
         lost = {self.by_leg.get(leg) for leg in event.legs} - {None}

@@ -57,7 +57,10 @@ TIERS = ("standard", "silver", "gold", "vip")
 
 class Customer(Base):
     __tablename__ = "customers"
-    __table_args__ = (CheckConstraint("tier IN ('standard','silver','gold','vip')", name="tier"),)
+    __table_args__ = (
+        CheckConstraint("tier IN ('standard','silver','gold','vip')", name="tier"),
+        Index("ix_customers_name", "name"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -176,6 +179,7 @@ class Interaction(Base):
         CheckConstraint("direction IN ('inbound','outbound')", name="direction"),
         Index("ix_interactions_ani_arrived", "ani", "arrived_at"),
         Index("ix_interactions_customer_arrived", "customer_id", "arrived_at"),
+        Index("ix_interactions_agent_arrived", "agent_id", "arrived_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -74,6 +74,7 @@ class Server:
             "sip.queue_log": str(self.workdir / "queue_log"),
             "ivr.prompts_dir": str(self.prompts_dir),
             "ivr.menu_file": str(REPO / "config" / "ivr.toml"),
+            "cti.listen": f"ws://127.0.0.1:{self.port + 3}",
             "sip.rtp_port_start": str(20000 + (self.port % 40) * 240),
             "sip.rtp_port_end": str(20000 + (self.port % 40) * 240 + 239),
         }
