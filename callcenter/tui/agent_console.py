@@ -29,7 +29,9 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Label, Static, TextArea
 
 from callcenter.cti.client import AgentLink
@@ -368,7 +370,9 @@ class AgentConsoleApp(App[str | None]):
 
     def _render_pop(self) -> None:
         call = self.model.call or self.model.wrap_call
-        view = self.query_one("#pop", Static)
+        view = self._main("#pop", Static)
+        if view is None:
+            return
         # Each update costs a layout pass: skip it when the pane would show the same thing again.
         shown = (call.call_id, id(call.pop), call.pop_error) if call is not None else None
         if shown == self._pop_shown and shown is not None and call.pop is not None:
@@ -388,9 +392,19 @@ class AgentConsoleApp(App[str | None]):
         note = Text(call.pop_error or "Looking up the caller…", style="bold red" if call.pop_error else "dim")
         view.update(Group(render_call_context(context, region=self.model.region), note))
 
+    def _main(self, selector: str, kind: type[Widget]) -> Widget | None:
+        """A widget of the main screen, whatever dialog is on top; None while it is built or torn down."""
+        try:
+            return self.screen_stack[0].query_one(selector, kind)
+        except (NoMatches, IndexError):
+            return None
+
     def _refresh_all(self, pop: bool = True) -> None:
-        self.query_one("#statebar", Static).update(self._statebar(), layout=False)
-        self.query_one("#call-info", Static).update(self._call_info(), layout=False)
+        statebar, info = self._main("#statebar", Static), self._main("#call-info", Static)
+        if statebar is None or info is None:
+            return
+        statebar.update(self._statebar(), layout=False)
+        info.update(self._call_info(), layout=False)
         if pop:
             self._render_pop()
         # Rebuilding the footer costs a layout pass: only when the keys on offer changed, and after
@@ -404,7 +418,9 @@ class AgentConsoleApp(App[str | None]):
             self.refresh_bindings()
 
     def _tick(self) -> None:
-        self.query_one("#statebar", Static).update(self._statebar(), layout=False)
+        statebar = self._main("#statebar", Static)
+        if statebar is not None:
+            statebar.update(self._statebar(), layout=False)
 
     # ------------------------------------------------------------------ which keys work now
 
