@@ -156,7 +156,8 @@ class ContactCenter:
             self._cancel_timers(call)
             for leg in call.legs():
                 self._send(tp.Hangup(leg=leg, reason="server stopping"))
-            call.outcome = "server_stopped" if call.phase != CONNECTED else call.outcome
+            if call.phase not in (CONNECTED, LEAVING) or not call.outcome:
+                call.outcome = "server_stopped"  # a contact already decided keeps its outcome
             if call.phase == CONNECTED and call.answered_at:
                 self._write(self.store.update, call.call_id,
                             talk_seconds=round((self.now() - call.answered_at).total_seconds(), 3))

@@ -325,3 +325,13 @@ async def test_stopping_the_server_closes_open_contacts():
     row = harness.store.rows[harness.only_call_id()]
     assert row["ended_at"] is not None and row["outcome"] == "server_stopped"
     assert any(isinstance(c, tp.Hangup) and c.leg == leg for c in harness.fake.sent())
+
+
+async def test_stopping_keeps_the_outcome_of_a_contact_that_is_ending():
+    harness = Harness()
+    await harness.cc.start()
+    leg, dial, agent = await connected_call(harness)
+    harness.fake.inject(tp.LegEnded(leg=leg, cause="remote"))
+    await harness.settle()
+    await harness.cc.stop()  # the agent leg's end never arrived
+    assert harness.store.rows[harness.only_call_id()]["outcome"] == "answered"
