@@ -1,44 +1,50 @@
-"""SIP load: SIPp callers through IVR -> queue -> SIPp agent phones at rising rates, and a bare worker.
+"""SIP load: SIPp callers through the SIP front, IVR -> queue -> SIPp agent phones at rising rates; and bare calls.
 
-Run:  .venv/bin/python bench/sip_load.py [--quick] [--workers N] [--talk-ms MS] [--keep]
+Run:  .venv/bin/python bench/sip_load.py [--quick] [--front auto|kamailio|none] [--workers N] [--talk-ms MS] [--keep]
 
-Needs SIPp (Debian ``sip-tester``), pjsua2 and espeak-ng (for the prompts), like the end-to-end tests.
+Needs SIPp (Debian ``sip-tester``), pjsua2, espeak-ng (for the prompts) and, for the front, Kamailio,
+like the end-to-end tests.
 
-**Full flow.** For each step a ``callcenter serve --workers N`` (front ``none``) on loopback, N sized for
-the step's rate: a worker takes two callers, each holding its two legs for the IVR and the talk (about
-11.6 s with the default ``--talk-ms``), plus a quarter spare. The database (SQLite) and the prompts are
+**Full flow.** For each step a ``callcenter serve --workers N`` on loopback, N sized for the step's
+rate: a worker takes two callers, each holding its two legs for the IVR and the talk (about 11.6 s
+with the default ``--talk-ms``), plus a quarter spare. With the front (``--front``, the default when
+Kamailio is installed) callers send every INVITE to Kamailio's one address and it spreads them over
+the workers (call-load dispatching); ``--front none`` makes SIPp spread them round-robin over the
+workers' ports itself (``setdest`` from an injection file). The database (SQLite) and the prompts are
 made once in a temporary folder; the configuration is derived from ``config/loopback.toml`` with as
 many agents as the top rate needs, all reached on one SIPp UAS (``bench/scenarios/agent_phone.xml``:
 rings 300 ms, answers, waits for the BYE). Callers are one SIPp run per step
-(``bench/scenarios/caller_ivr.xml``): they listen 8 s to the greeting, key 1 (RFC 4733) in the main
-menu, reach the sales queue and an agent, and hang up ``--talk-ms`` after keying. There is no SIP
-front on this machine, so the callers spread themselves round-robin over the workers' ports (SIPp
-``setdest`` from an injection file). Each step sends calls at one rate for ``--step-seconds`` and
-waits for them to end; the ramp stops at the first step that is not clean. A step is *sustained*
-when SIPp counts every caller successful and none failed, the agent phones count no failure, and
-every caller's interaction row has outcome ``answered``.
+(``bench/scenarios/caller_ivr.xml``, ACK and BYE along the record-routed path): they listen 8 s to
+the greeting, key 1 (RFC 4733) in the main menu, reach the sales queue and an agent, and hang up
+``--talk-ms`` after keying. Each step sends calls at one rate for ``--step-seconds`` and waits for
+them to end; the ramp stops at the first step that is not clean. A step is *sustained* when SIPp
+counts every caller successful and none failed, the agent phones count no failure, and every
+caller's interaction row has outcome ``answered``.
 
-**Bare worker.** One media worker (``WorkerPool`` with one worker at its highest rate limit, 50
-new calls/s) driven from this process: it answers each call and hangs up as soon as the call is
-answered (``bench/scenarios/caller_bare.xml`` waits for that BYE). No IVR, no prompts, no agent: the
-limit of the SIP stack in one process as this project runs it. Same rising rates, same 0-failure rule.
+**Bare.** ``--bare-workers`` media workers (``WorkerPool``, each at its highest rate limit, 50 new
+calls/s), behind a ``KamailioFront`` when the front is used, driven from this process: each call is
+answered and hung up as soon as it is answered (``bench/scenarios/caller_bare.xml`` waits for that
+BYE). No IVR, no prompts, no agent: the limit of the SIP path as this project runs it. Same rising
+rates, same 0-failure rule.
 
 **Figures.** ``peak legs`` of a full-flow step comes from the database: every caller leg lives from
 ``arrived_at`` to ``ended_at`` and every agent leg from ``offered_at`` to ``ended_at``; the peak is the
 largest overlap. It is checked against a live sample (every 0.5 s) of the sockets each worker holds
-beyond its idle count, two (RTP and RTCP) per leg (``fd legs``). For the bare worker it is the
-largest ``in_use`` (live legs; the slot a caller holds for its agent is not a leg) of its
-``CapacityChanged`` events. CPU comes from ``/proc/<pid>/stat`` (utime + stime)
-of the worker processes (children of the server), the control process and the SIPp processes, before
-and after each step, as a percentage of one core over the step; ``machine`` is the busy share of all
-cores from ``/proc/stat`` (other users of the machine included). The load average is printed with the
-figures.
+beyond its idle count, two (RTP and RTCP) per leg (``fd legs``). For the bare series it is the
+largest sum of ``in_use`` (live legs) of the workers' ``CapacityChanged`` events. CPU comes from
+``/proc/<pid>/stat`` (utime + stime) of the worker processes, Kamailio's processes, the control
+process and the SIPp processes, before and after each step, as a percentage of one core over the
+step; ``machine`` is the busy share of all cores from ``/proc/stat`` (other users of the machine
+included). Memory is the largest PSS (``/proc/<pid>/smaps_rollup``) seen during the step: per
+worker, and summed over Kamailio's processes (their shared memory counted once). The load average
+is printed with the figures.
 
-The last line is one JSON object: ``cps_full_flow`` (highest sustained full-flow rate, calls/s),
-``cps_bare`` (the same for the bare worker), ``ratio`` (full flow / bare, null when the bare worker
-sustained nothing), ``peak_legs`` (peak concurrent legs of the sustained full-flow step) and
-``failed_calls`` (failed or unanswered calls over every step run, both series: the steps that ended
-the ramps).
+The last line is one JSON object: ``front``, ``cps_full_flow`` (highest sustained full-flow rate,
+calls/s), ``cps_bare`` (the same for the bare series), ``ratio`` (full flow / bare, null when the
+bare series sustained nothing), ``peak_legs`` (peak concurrent legs of the sustained full-flow
+step), ``failed_calls`` (failed or unanswered calls over every step run, both series: the steps
+that ended the ramps), and for the top sustained full-flow step ``worker_cpu_pct``, ``worker_mb``,
+``front_cpu_pct`` and ``front_mb``.
 """
 
 from __future__ import annotations
@@ -203,6 +209,28 @@ def machine_times() -> tuple[float, float]:
         values = [int(v) for v in f.readline().split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return sum(values) - idle, sum(values)
+
+
+def pss_mb(pid: int) -> float | None:
+    """Proportional set size: shared pages (Kamailio's shared memory, the Python runtime) split fairly."""
+    try:
+        for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if row.startswith("Pss:"):
+                return int(row.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def descendants(pid: int, name: str) -> list[int]:
+    """Every process below ``pid`` whose command line contains ``name`` (Kamailio forks its workers)."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            todo.append(child)
+            if name in cmdline(child):
+                found.append(child)
+    return sorted(found)
 
 
 def children(pid: int) -> list[int]:
@@ -377,7 +405,9 @@ class Center:
     agents: int
     phone_port: int
     workers: int = 1
+    front: str = "none"
     base_port: int = 0
+    front_port: int = 0
     rtp_start: int = 0
     config: Path = field(init=False)
     db_url: str = field(init=False)
@@ -393,14 +423,20 @@ class Center:
         if self.base_port:  # the previous server has stopped: its ports are free again
             release(self.base_port, self.workers)
             release(self.rtp_start, self.workers * RTP_PER_WORKER + 16)
+            if self.front_port:
+                release(self.front_port, 1)
         self.workers = workers
         self.base_port = free_block(workers)
+        self.front_port = free_block(1) if self.front == "kamailio" else 0
         self.rtp_start = rtp_start = free_block(workers * RTP_PER_WORKER + 16)
         data = tomllib.loads(LOOPBACK.read_text())
         sip = data["sip"]
         sip.update(port=self.base_port, workers=workers, rtp_port_start=rtp_start,
                    rtp_port_end=rtp_start + workers * RTP_PER_WORKER + 16,
-                   queue_log=str(self.root / "queue_log"), front="none")
+                   queue_log=str(self.root / "queue_log"), front=self.front)
+        if self.front == "kamailio":
+            # Callers reach Kamailio; every caller comes from SIPp's one address, so no flood limit.
+            sip.update(port=self.front_port, worker_base_port=self.base_port, front_pike_density=0)
         data["database"]["url"] = self.db_url
         data["ivr"].update(menu_file=str(REPO / "config" / "ivr.toml"), prompts_dir=str(self.root / "prompts"))
         data.setdefault("recording", {})["directory"] = str(self.root / "recordings")
@@ -497,6 +533,10 @@ class Step:
     load: str = ""
     notes: list[str] = field(default_factory=list)
 
+    front_cpu: float | None = None
+    worker_mb: float | None = None
+    front_mb: float | None = None
+
     @property
     def unanswered(self) -> int:
         return 0 if self.answered is None else max(0, self.calls - self.answered)
@@ -551,7 +591,7 @@ def full_flow(args, tmp: Path, rates: list[float], progress: Progress, report, i
     talk_s = args.talk_ms / 1000
     holding = IVR_LISTEN_S + talk_s + 0.6  # seconds a caller holds its worker's two legs
     agents = args.agents or max(5, math.ceil(top * (0.3 + talk_s + WRAPUP_S + 0.5) * 1.5) + 2)
-    center = Center(tmp / "center", agents, free_block(1))
+    center = Center(tmp / "center", agents, free_block(1), front=args.front)
     info.update(agents=agents, holding_s=holding)
     setup = progress.add_task("full flow: prompts and database", total=2)
     center.run("prompts", "build")
@@ -579,15 +619,20 @@ def full_flow(args, tmp: Path, rates: list[float], progress: Progress, report, i
             pids = server.workers()
             if len(pids) != workers:
                 raise RuntimeError(f"found {len(pids)} worker processes under the server, expected {workers}")
+            front_pids = descendants(server.proc.pid, "kamailio") if args.front == "kamailio" else []
+            if args.front == "kamailio" and not front_pids:
+                raise RuntimeError("no Kamailio process under the server")
             idle = {p: open_sockets(p) for p in pids}
             quiet = CpuMark.take(pids)
             time.sleep(2.0)
             idle_cpu = cpu_percent(quiet, CpuMark.take(pids), pids)
             progress.remove_task(task)
             inf = center.root / f"workers-{n}.csv"
-            inf.write_text("SEQUENTIAL\n" + "".join(f"127.0.0.1;{center.base_port + i};\n" for i in range(workers)))
+            # Through the front every caller goes to its one address; without it, round-robin over the workers.
+            targets = [center.front_port] if center.front_port else [center.base_port + i for i in range(workers)]
+            inf.write_text("SEQUENTIAL\n" + "".join(f"127.0.0.1;{port};\n" for port in targets))
             try:
-                step = full_step(args, center, server, pids, idle, inf, n, rate, holding, progress)
+                step = full_step(args, center, server, pids, front_pids, idle, inf, n, rate, holding, progress)
             except BaseException:
                 reaper.all_but(server.proc)  # callers and phones first, then the server stops below
                 raise
@@ -609,8 +654,8 @@ def full_flow(args, tmp: Path, rates: list[float], progress: Progress, report, i
             break
 
 
-def full_step(args, center: Center, server: Server, pids: list[int], idle: dict[int, int], inf: Path, n: int,
-              rate: float, holding: float, progress: Progress) -> Step:
+def full_step(args, center: Center, server: Server, pids: list[int], front_pids: list[int], idle: dict[int, int],
+              inf: Path, n: int, rate: float, holding: float, progress: Progress) -> Step:
     calls = max(2, round(rate * args.step_seconds))
     step = Step("full", rate, calls)
     ani = f"139{n:02d}{random.randrange(10**6):06d}"
@@ -621,17 +666,21 @@ def full_step(args, center: Center, server: Server, pids: list[int], idle: dict[
                   keys={"audio_pcap": pcap("g711a.pcap")})
     time.sleep(0.5)
     caller_port = free_block(1)
-    watched = [*pids, server.proc.pid, phones.proc.pid]
+    watched = [*pids, *front_pids, server.proc.pid, phones.proc.pid]
     before = CpuMark.take(watched)
-    callers = sipp(work / "callers", "caller_ivr.xml", port=caller_port, remote=f"127.0.0.1:{center.base_port}",
+    callers = sipp(work / "callers", "caller_ivr.xml", port=caller_port,
+                   remote=f"127.0.0.1:{center.front_port or center.base_port}",
                    calls=calls, rate=rate, duration_ms=args.talk_ms, inf=inf, timeout_s=limit,
                    keys={"key_pcap": pcap("dtmf_2833_1.pcap"), "ani": ani, "display": f"Load {n}"})
     before.per_pid[callers.proc.pid] = 0.0
     task = progress.add_task(f"full flow {rate:g}/s: {calls} calls", total=expected)
     started = time.monotonic()
     caller_cpu: float | None = None
+    memory: dict[int, float] = {}
     while callers.running():
         caller_cpu = cpu_seconds(callers.proc.pid) or caller_cpu
+        for pid in (*pids, *front_pids):
+            memory[pid] = max(memory.get(pid, 0.0), pss_mb(pid) or 0.0)
         legs = sum(max(0, open_sockets(p) - idle.get(p, 0)) // 2 for p in pids)
         step.peak_fd_legs = max(step.peak_fd_legs, legs)
         c = callers.counts()
@@ -686,6 +735,10 @@ def full_step(args, center: Center, server: Server, pids: list[int], idle: dict[
     intervals += [(r[1], r[3]) for r in rows if r[1] and r[2] and r[3]]
     step.peak_legs = overlap_peak(intervals)
     step.worker_cpu = cpu_percent(before, after, pids)
+    if front_pids:
+        step.front_cpu = sum(cpu_percent(before, after, front_pids))
+        step.front_mb = sum(memory.get(p, 0.0) for p in front_pids)
+    step.worker_mb = max((memory.get(p, 0.0) for p in pids), default=None)
     ctrl = cpu_percent(before, after, [server.proc.pid])
     step.control_cpu = ctrl[0] if ctrl else None
     wall = max(step.seconds, 1e-6)
@@ -705,40 +758,61 @@ async def bare_worker(args, tmp: Path, rates: list[float], progress: Progress, r
     from callcenter.telephony import protocol as p
     from callcenter.telephony.pool import WorkerPool
 
-    port, rtp = free_block(1), free_block(RTP_PER_WORKER)
-    pool = WorkerPool(1, address="127.0.0.1", base_port=port, rtp_start=rtp, max_rate=args.bare_max_rate, legs=4)
+    count = args.bare_workers
+    port, rtp = free_block(count), free_block(count * RTP_PER_WORKER + 16)
+    pool = WorkerPool(count, address="127.0.0.1", base_port=port, rtp_start=rtp, max_rate=args.bare_max_rate, legs=4)
+    front = None
     await pool.start()
     try:
-        pid = pool.workers[0].pid
-        reaper.watch(pid)
+        if args.front == "kamailio":
+            from callcenter.front import KamailioFront
+
+            front = KamailioFront(listen_address="127.0.0.1", port=free_block(1), workers=lambda: pool.workers,
+                                  max_load=2, trunk_allow=["127.0.0.1/32"], pike_density=0)
+            await front.start()
+        pids = [w.pid for w in pool.workers]
+        front_pids = descendants(os.getpid(), "kamailio")
+        for pid in pids:
+            reaper.watch(pid)
         await asyncio.sleep(0.5)
-        idle = open_sockets(pid)
+        idle = {pid: open_sockets(pid) for pid in pids}
+        target = front.address if front is not None else f"127.0.0.1:{pool.workers[0].port}"
         for n, rate in enumerate(rates, 1):
-            step = await bare_step(args, tmp, pool, p, pid, idle, n, rate, progress)
+            step = await bare_step(args, tmp, pool, p, pids, front_pids, idle, target, n, rate, progress)
+            step.workers = count
             steps.append(step)
             report(step)
-            if not pool.workers[0].alive or pool.workers[0].pid != pid:
-                step.notes.append("! the worker died")
+            if [w.pid for w in pool.workers] != pids or not all(w.alive for w in pool.workers):
+                step.notes.append("! a worker died")
+            if front is not None and not front.alive:
+                step.notes.append("! Kamailio died")
             if not step.passed:
                 break
             await asyncio.sleep(1.0)  # the stack's closed sockets stay blocked for 500 ms
     finally:
+        if front is not None:
+            await front.stop_following_workers()
         await pool.stop()
+        if front is not None:
+            await front.stop()
 
 
-async def bare_step(args, tmp: Path, pool, p, pid: int, idle: int, n: int, rate: float, progress: Progress) -> Step:
+async def bare_step(args, tmp: Path, pool, p, pids: list[int], front_pids: list[int], idle: dict[int, int],
+                    target: str, n: int, rate: float, progress: Progress) -> Step:
     calls = max(2, round(rate * args.bare_seconds))
     step = Step("bare", rate, calls)
     expected = calls / rate + 1
     limit = expected + 40
-    before = CpuMark.take([pid])
+    before = CpuMark.take([*pids, *front_pids])
+    memory: dict[int, float] = {}
     run = sipp(tmp / "bare" / f"step{n}", "caller_bare.xml", port=free_block(1),
-               remote=f"127.0.0.1:{pool.workers[0].port}", calls=calls, rate=rate, timeout_s=limit,
+               remote=target, calls=calls, rate=rate, timeout_s=limit,
                keys={"ani": f"1380{n:02d}00000", "display": "Bare"})
     before.per_pid[run.proc.pid] = 0.0
     task = progress.add_task(f"bare worker {rate:g}/s: {calls} calls", total=expected)
     started = time.monotonic()
     refused: dict[str, int] = {}
+    in_use: dict[str, int] = {}
     next_sample = 0.0
     caller_cpu: float | None = None
     while run.running() or not pool.events.empty():
@@ -751,7 +825,8 @@ async def bare_step(args, tmp: Path, pool, p, pid: int, idle: int, n: int, rate:
         elif isinstance(ev, p.LegAnswered):
             pool.send(p.Hangup(leg=ev.leg))
         elif isinstance(ev, p.CapacityChanged):
-            step.peak_legs = max(step.peak_legs, ev.in_use)
+            in_use[ev.worker] = ev.in_use
+            step.peak_legs = max(step.peak_legs, sum(in_use.values()))
         elif isinstance(ev, p.CallRefused):
             refused[f"{ev.status} {ev.reason}"] = refused.get(f"{ev.status} {ev.reason}", 0) + 1
         elif isinstance(ev, p.WorkerDied):
@@ -760,7 +835,10 @@ async def bare_step(args, tmp: Path, pool, p, pid: int, idle: int, n: int, rate:
         if now >= next_sample:
             next_sample = now + 0.25
             caller_cpu = cpu_seconds(run.proc.pid) or caller_cpu
-            step.peak_fd_legs = max(step.peak_fd_legs, max(0, open_sockets(pid) - idle) // 2)
+            step.peak_fd_legs = max(step.peak_fd_legs,
+                                    sum(max(0, open_sockets(pid) - idle[pid]) // 2 for pid in pids))
+            for pid in (*pids, *front_pids):
+                memory[pid] = max(memory.get(pid, 0.0), pss_mb(pid) or 0.0)
             c = run.counts()
             progress.update(task, completed=min(expected, now - started),
                             description=f"bare worker {rate:g}/s: {c.get('created', 0)}/{calls} sent, "
@@ -769,13 +847,17 @@ async def bare_step(args, tmp: Path, pool, p, pid: int, idle: int, n: int, rate:
             step.notes.append("! SIPp still running at the step's time limit")
             reaper.kill(run.proc)
             break
-    after = CpuMark.take([pid])
+    after = CpuMark.take([*pids, *front_pids])
     step.load = load_average()
     progress.remove_task(task)
     step.seconds = after.at - before.at
     c = run.counts()
     step.ok, step.failed = c.get("successful", 0), c.get("failed", 0)
-    step.worker_cpu = cpu_percent(before, after, [pid])
+    step.worker_cpu = cpu_percent(before, after, pids)
+    step.worker_mb = max((memory.get(pid, 0.0) for pid in pids), default=None)
+    if front_pids:
+        step.front_cpu = sum(cpu_percent(before, after, front_pids))
+        step.front_mb = sum(memory.get(pid, 0.0) for pid in front_pids)
     step.sipp_cpu = 100 * caller_cpu / max(step.seconds, 1e-6) if caller_cpu is not None else 0.0
     step.machine = machine_percent(before, after)
     if refused:
@@ -798,7 +880,8 @@ def table(steps: list[Step], info: dict[str, Any]) -> Table:
     t = Table(title="SIP load steps", title_justify="left")
     for name in ("series", "rate/s", "workers", "calls", "arrived/s", "SIPp ok/fail", "agent answered",
                  "peak legs db/fd",
-                 "CPU/worker % (max)", "workers Σ %", "control %", "SIPp %", "machine %", "load 1m end", "result"):
+                 "CPU/worker % (max)", "workers Σ %", "front %", "control %", "SIPp %", "machine %",
+                 "PSS MB worker/front", "load 1m end", "result"):
         t.add_column(name, justify="left" if name in ("series", "result") else "right")
     for s in steps:
         w = s.worker_cpu
@@ -806,17 +889,20 @@ def table(steps: list[Step], info: dict[str, Any]) -> Table:
                   "—" if s.achieved is None else f"{s.achieved:.2f}",
                   f"{s.ok}/{s.failed}", "—" if s.answered is None else f"{s.answered}/{s.calls}",
                   f"{s.peak_legs}/{s.peak_fd_legs}", f"{sum(w) / len(w):.1f} ({max(w):.1f})" if w else "—",
-                  f"{sum(w):.1f}" if w else "—", pct(s.control_cpu), f"{s.sipp_cpu:.1f}", f"{s.machine:.0f}",
+                  f"{sum(w):.1f}" if w else "—", pct(s.front_cpu), pct(s.control_cpu), f"{s.sipp_cpu:.1f}",
+                  f"{s.machine:.0f}", f"{pct(s.worker_mb)}/{pct(s.front_mb)}",
                   s.load.split()[0] if s.load else "", "[green]ok[/]" if s.passed else "[red]FAIL[/]")
     notes = [f"{s.series} {s.rate:g}/s: " + "; ".join(n.lstrip("! ") for n in s.notes) for s in steps if s.notes]
     notes += [f"{s.series} {s.rate:g}/s outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(s.outcomes.items()))
               for s in steps if s.outcomes and set(s.outcomes) != {"answered"}]
     t.caption = "\n".join([
+        f"SIP front: {info.get('front')}. "
         f"full flow: one server per step, workers sized for its rate (4 legs each), {info.get('agents')} agents "
         "on one SIPp phone, "
         f"callers talk until {info.get('talk_ms')} ms after keying "
         f"(each holds its worker ~{info.get('holding_s', 0):.1f} s); "
-        f"bare: 1 worker, rate limit {info.get('bare_max_rate'):g}/s.",
+        f"bare: {info.get('bare_workers')} worker(s) answering and hanging up, rate limit "
+        f"{info.get('bare_max_rate'):g}/s each. PSS: largest worker's, and Kamailio's processes summed.",
         f"CPU in % of one core over the step; machine = busy share of all {os.cpu_count()} cores, "
         "other users included.",
         *notes])
@@ -830,6 +916,7 @@ def line(step: Step) -> str:
     ans = "" if step.answered is None else f", {step.answered}/{step.calls} answered by agents"
     return (f"{'✓' if step.passed else '✗'} {step.series} {step.rate:g}/s: {step.ok}/{step.calls} ok, "
             f"{step.failed} failed{ans}, peak legs {step.peak_legs}/{step.peak_fd_legs} (db/fd), {cpu}"
+            + ("" if step.front_cpu is None else f", Kamailio {step.front_cpu:.1f}%")
             + ("" if step.control_cpu is None else f", control {step.control_cpu:.1f}%")
             + f", machine {step.machine:.0f}%, load {step.load}"
             + (f" — {'; '.join(n.lstrip('! ') for n in step.notes)}" if step.notes else ""))
@@ -860,7 +947,10 @@ def main() -> int:
     ap.add_argument("--workers", type=int,
                     help="media workers for every step (default: sized for each step's rate, 2 callers each)")
     ap.add_argument("--agents", type=int, help="agents (default: enough for the top rate)")
-    ap.add_argument("--bare-max-rate", type=float, default=50.0, help="the bare worker's rate limit (at most 50)")
+    ap.add_argument("--bare-max-rate", type=float, default=50.0, help="each bare worker's rate limit (at most 50)")
+    ap.add_argument("--bare-workers", type=int, help="workers in the bare series (default 2 behind the front, else 1)")
+    ap.add_argument("--front", choices=("auto", "kamailio", "none"), default="auto",
+                    help="callers reach Kamailio in front of the workers (auto: when installed), or the workers")
     ap.add_argument("--skip-full", action="store_true", help="only the bare worker")
     ap.add_argument("--skip-bare", action="store_true", help="only the full flow")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (SIPp logs, database)")
@@ -870,6 +960,10 @@ def main() -> int:
     args.step_seconds = args.step_seconds or (15 if args.quick else 30)
     args.bare_seconds = args.bare_seconds or (8 if args.quick else 12)
     sipp_binary()
+    from callcenter.front import resolve_front
+
+    args.front = resolve_front(args.front)
+    args.bare_workers = args.bare_workers or (2 if args.front == "kamailio" else 1)
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _terminate)
@@ -879,7 +973,8 @@ def main() -> int:
     err.print(f"load average at start: {load0} ({os.cpu_count()} cores); files in {tmp}", highlight=False)
     full: list[Step] = []
     bare: list[Step] = []
-    info: dict[str, Any] = {"talk_ms": args.talk_ms, "bare_max_rate": args.bare_max_rate}
+    info: dict[str, Any] = {"talk_ms": args.talk_ms, "bare_max_rate": args.bare_max_rate, "front": args.front,
+                            "bare_workers": args.bare_workers}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
                         transient=True)
 
@@ -922,12 +1017,15 @@ def main() -> int:
         console.print(
             f"full flow: highest sustained {cps_full:g} calls/s{ceiling(full, top_full)} with {top_full.workers} "
             f"workers ({cps_full / top_full.workers:.3f}/s per worker), peak {top_full.peak_legs} legs, "
-            f"{sum(w) / max(1, len(w)):.1f}% of a core per worker, control process {pct(top_full.control_cpu)}%",
+            f"{sum(w) / max(1, len(w)):.1f}% of a core per worker, control process {pct(top_full.control_cpu)}%"
+            + (f", Kamailio {pct(top_full.front_cpu)}% and {pct(top_full.front_mb)} MB" if top_full.front_cpu is not None
+               else "") + f"; {pct(top_full.worker_mb)} MB per worker (PSS)",
             highlight=False)
     else:
         console.print(f"full flow: no step sustained{ceiling(full, None)}", highlight=False)
     console.print(
-        f"bare worker: highest sustained {cps_bare:g} calls/s{ceiling(bare, top_bare)} in one process"
+        f"bare: highest sustained {cps_bare:g} calls/s{ceiling(bare, top_bare)} with {args.bare_workers} worker(s)"
+        + (" behind Kamailio" if args.front == "kamailio" else "")
         + (f", {top_bare.worker_cpu[0]:.1f}% of a core" if top_bare and top_bare.worker_cpu else "")
         + f"; ratio full/bare {ratio if ratio is not None else '—'}", highlight=False)
     console.print(f"load average: {load0} at start, {load_average()} at the end ({os.cpu_count()} cores); "
@@ -937,8 +1035,14 @@ def main() -> int:
     if info.get("server_rc") not in (0, None):
         console.print(f"server exit code {info['server_rc']}; its last lines:\n{info.get('server_log', '')}",
                       highlight=False)
-    print(json.dumps({"cps_full_flow": cps_full, "cps_bare": cps_bare, "ratio": ratio,
-                      "peak_legs": top_full.peak_legs if top_full else 0, "failed_calls": failed}), flush=True)
+    print(json.dumps({"front": args.front, "cps_full_flow": cps_full, "cps_bare": cps_bare, "ratio": ratio,
+                      "peak_legs": top_full.peak_legs if top_full else 0, "failed_calls": failed,
+                      "worker_cpu_pct": round(sum(top_full.worker_cpu) / len(top_full.worker_cpu), 2)
+                      if top_full and top_full.worker_cpu else None,
+                      "worker_mb": round(top_full.worker_mb, 1) if top_full and top_full.worker_mb else None,
+                      "front_cpu_pct": round(top_full.front_cpu, 2) if top_full and top_full.front_cpu is not None
+                      else None,
+                      "front_mb": round(top_full.front_mb, 1) if top_full and top_full.front_mb else None}), flush=True)
     return 130 if interrupted else 1 if error else 0
 
 

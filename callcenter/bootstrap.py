@@ -31,6 +31,13 @@ def worker_count(settings: Settings, legs_per_worker: int = 4) -> int:
     return settings.sip.workers or max(1, -(-settings.sip.max_legs // legs_per_worker))
 
 
+def front_kind(settings: Settings) -> str:
+    """The SIP front as run: ``"kamailio"`` or ``"none"`` (``sip.front = "auto"``: Kamailio when installed)."""
+    from callcenter.front import resolve_front
+
+    return resolve_front(settings.sip.front)
+
+
 def ivr_menu(settings: Settings):
     """The IVR menu, without the language choice when ``ivr.ask_language`` is false."""
     from callcenter.prompts import load_menu
@@ -49,9 +56,14 @@ def ivr_menu(settings: Settings):
 
 
 class Server:
-    """Everything ``callcenter serve`` runs, built from settings: workers, the call flow, the records."""
+    """Everything ``callcenter serve`` runs, built from settings: workers, the call flow, the records.
+
+    With the SIP front (``sip.front``), Kamailio listens on ``sip.listen_address:sip.port`` and the
+    workers on ``sip.worker_base_port`` and up; without it, the workers start at ``sip.port``.
+    """
 
     def __init__(self, settings: Settings, *, workers: int | None = None) -> None:
+        import ipaddress
         from pathlib import Path
 
         from callcenter.core.contact_center import ContactCenter
@@ -59,18 +71,38 @@ class Server:
         from callcenter.db.customers import SqlCustomerDirectory
         from callcenter.db.interactions import SqlInteractionStore
         from callcenter.db.selfservice import SqlSelfService
+        from callcenter.errors import ConfigError
         from callcenter.queue_log_file import FileQueueLog
         from callcenter.telephony.pool import WorkerPool
 
         self.settings = settings
-        self.db = database(settings)
         sip = settings.sip
+        count = workers or worker_count(settings)
+        self.front_kind = front_kind(settings)
+        self.front = None
+        if self.front_kind == "kamailio":
+            last = sip.worker_base_port + count - 1
+            if sip.worker_base_port <= sip.port <= last:
+                raise ConfigError(f"sip.port {sip.port} is one of the media workers' ports ({sip.worker_base_port}-{last}) "
+                                  "behind the SIP front: move sip.worker_base_port")
+            if ipaddress.ip_address(sip.listen_address).is_unspecified:
+                raise ConfigError(f"sip.listen_address {sip.listen_address!r}: the SIP front and its workers need one "
+                                  "concrete address (their media is offered on it), e.g. '192.0.2.10'")
+        self.db = database(settings)
         self.pool = WorkerPool(
-            workers or worker_count(settings),
+            count,
             address=sip.listen_address,
-            base_port=sip.port,
+            base_port=sip.worker_base_port if self.front_kind == "kamailio" else sip.port,
             rtp_start=sip.rtp_port_start,
         )
+        if self.front_kind == "kamailio":
+            from callcenter.front import KamailioFront
+
+            self.front = KamailioFront(
+                listen_address=sip.listen_address, port=sip.port, workers=lambda: self.pool.workers,
+                max_load=sip.front_max_load or self.pool.legs // 2, trunk_allow=sip.trunk_allow,
+                pike_density=sip.front_pike_density, on_report=self._front_report,
+            )
         self.store = SqlInteractionStore(self.db)
         self.cti = CtiServer(settings, directory=SqlCustomerDirectory(self.db, region=settings.center.default_region))
         self.center = ContactCenter(
@@ -84,19 +116,46 @@ class Server:
             recordings_dir=Path(settings.recording.directory) if settings.recording.enabled else None,
             clock=now,
             notifier=self.cti,
+            front_address=self.front.address if self.front is not None else None,
         )
         self.cti.bind(self.center)
+
+    @property
+    def address(self) -> str:
+        """``ip:port`` where callers reach the center: the front, or the first worker without one."""
+        if self.front is not None:
+            return self.front.address
+        first = self.pool.workers[0]
+        return f"{first.address}:{first.port}"
+
+    def _front_report(self, report) -> None:
+        """A caller the front turned away (every worker full) is a blocked call, like a worker's refusal."""
+        from callcenter.front import blocked_call
+
+        event = blocked_call(report)
+        if event is not None:
+            self.pool.events.put_nowait(event)
 
     async def start(self) -> None:
         from callcenter.db.agents import sync_agents
 
         sync_agents(self.db, self.settings.agents)  # interactions refer to agents by id
         await self.pool.start()
+        if self.front is not None:
+            try:
+                await self.front.start()
+            except BaseException:
+                await self.pool.stop()
+                raise
         await self.center.start()
         await self.cti.start()
 
     async def stop(self) -> None:
+        if self.front is not None:
+            await self.front.stop_following_workers()  # workers stopping now are not failures
         await self.cti.stop()
         await self.center.stop()
-        await self.pool.stop()
+        await self.pool.stop()  # the workers' BYEs to callers go through the front: it stops last
+        if self.front is not None:
+            await self.front.stop()
         self.db.dispose()

@@ -62,6 +62,13 @@ class SipConfig(_Section):
     rtp_port_start: int = Field(20000, ge=1024, le=65535)
     rtp_port_end: int = Field(29999, ge=1024, le=65535)
     front: Literal["auto", "kamailio", "none"] = "auto"
+    front_max_load: int = Field(
+        0, ge=0, le=2, description="calls the front hands one worker at a time; 0: as many as a worker admits (2)"
+    )
+    front_pike_density: int = Field(
+        300, ge=0, le=1_000_000,
+        description="requests one source address may send the front in 2 s before its traffic is dropped; 0: no limit",
+    )
     workers: int = Field(0, ge=0, le=256, description="0 sizes the pool from max_legs")
     max_legs: int = Field(16, ge=2, le=4096)
     trunk_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])

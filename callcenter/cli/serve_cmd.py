@@ -34,8 +34,14 @@ def _status(server: bootstrap.Server) -> Table:
         f"calls in progress {len(center.calls)} · agents "
         + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
         + f" · workers {sum(w.alive for w in workers)}/{len(workers)} up, {sum(w.free_legs for w in workers)} free legs"
-        + f" · arrived {center.counters['arrived']}, refused {center.counters['refused_source']}"
+        + f" · arrived {center.counters['arrived']}, refused {center.counters['refused_source']},"
+        + f" blocked {center.counters['blocked']}"
     )
+    if server.front is not None:
+        front = server.front.counters
+        table.caption += (f" · front {'up' if server.front.alive else 'DOWN'}: forbidden {front['forbidden']},"
+                          f" malformed {front['malformed']}, flood sources {front['flood_sources']},"
+                          f" restarts {front['restarts']}")
     return table
 
 
@@ -50,8 +56,9 @@ def serve(
 ) -> None:
     """Run the contact center: SIP media workers, IVR, queues and agents, with every contact recorded.
 
-    The first worker listens on sip.listen_address:sip.port, the next ones on the following ports.
-    Agents with auto_login are available at once. Stop with Ctrl-C: calls in progress are hung up
+    Callers reach sip.listen_address:sip.port. With the SIP front (sip.front, Kamailio when
+    installed) the media workers listen on sip.worker_base_port and up behind it; without it the
+    first worker listens on sip.port and the next ones on the following ports. Agents with auto_login are available at once. Stop with Ctrl-C: calls in progress are hung up
     and their records closed.
     """
     settings = state(ctx).settings
@@ -116,12 +123,16 @@ async def _serve(settings, workers: int | None, duration: float | None, quiet: b
         raise CallCenterError(f"the server could not start: {exc}") from None
     if traffic is not None:
         phones = traffic.start_phones()
-        traffic.start_callers([(w.address, w.port) for w in server.pool.workers])
+        if server.front is not None:
+            host, port = server.address.rsplit(":", 1)
+            traffic.start_callers([(host, int(port))])
+        else:
+            traffic.start_callers([(w.address, w.port) for w in server.pool.workers])
         err_console.print(f"simulated phones for agents {', '.join(phones) or '(none)'}; callers at {traffic.rate:g}/s",
                           highlight=False)
-    first = server.pool.workers[0]
+    front = f" behind Kamailio (pid {server.front.pid})" if server.front is not None else ""
     err_console.print(
-        f"[green]✓[/] serving on sip:{first.address}:{first.port} with {len(server.pool.workers)} worker(s), "
+        f"[green]✓[/] serving on sip:{server.address} with {len(server.pool.workers)} worker(s){front}, "
         f"consoles at {server.cti.url}; Ctrl-C stops", highlight=False,
     )
     try:

@@ -565,6 +565,11 @@ class ContactCenter:
         return any(address in network for network in self.trunk_networks)
 
     def _on_CallRefused(self, event: tp.CallRefused) -> None:
+        if self.front_address and event.worker != "front" and event.remote_address == self.front_address:
+            # Behind the SIP front a worker's refusal is a failover: the front tries the next worker
+            # and reports the callers it really turns away (worker "front").
+            self.counters["worker_refused"] = self.counters.get("worker_refused", 0) + 1
+            return
         self.counters["blocked"] += 1
         now = self.now()
         call_id = uuid.uuid4().hex

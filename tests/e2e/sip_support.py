@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = Path(__file__).with_name("scenarios")
+SCENARIOS = REPO / "callcenter" / "scenarios"
 AGENT_SCENARIOS = REPO / "tests" / "telephony" / "scenarios"
 LOOPBACK = REPO / "config" / "loopback.toml"
 DTMF = Path("/usr/share/sip-tester")
@@ -64,6 +64,7 @@ class Server:
     prompts_dir: Path
     agent_ports: dict[str, int]
     workers: int = 1
+    front: str = "auto"  # Kamailio in front when installed (make test installs it), as in production
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log: list[str] = field(default_factory=list)
@@ -71,6 +72,8 @@ class Server:
     def args(self) -> list[str]:
         sets = {
             "sip.port": str(self.port),
+            "sip.front": self.front,
+            "sip.worker_base_port": str(self.port + 1),  # behind the front; at most 2 workers (port + 3 is CTI)
             "sip.queue_log": str(self.workdir / "queue_log"),
             "ivr.prompts_dir": str(self.prompts_dir),
             "ivr.menu_file": str(REPO / "config" / "ivr.toml"),
@@ -84,6 +87,11 @@ class Server:
         for key, value in sets.items():
             out += ["--set", f"{key}={value}"]
         return out + self.extra
+
+    @property
+    def worker_port(self) -> int:
+        """The first media worker's port: behind the front, or the trunk port itself without one."""
+        return self.port + 1 if self.front != "none" else self.port
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}

@@ -128,7 +128,7 @@ def test_a_killed_worker_loses_only_its_calls_and_comes_back(center, tmp_path):
     while time.monotonic() < deadline and not any(r.answered_at for r in rows(center)):
         time.sleep(0.5)
     assert any(r.answered_at for r in rows(center)), center.text()[-3000:]
-    worker_pids = [int(p) for p in os.popen(f"pgrep -f 'callcenter.telephony.worker.*--port {center.port}'").read().split()]
+    worker_pids = [int(p) for p in os.popen(f"pgrep -f 'callcenter.telephony.worker.*--port {center.worker_port}'").read().split()]
     assert worker_pids, "worker process not found"
     for pid in worker_pids:
         os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,17 @@
+"""The SIP front: Kamailio in front of the media workers, configured from ours and supervised.
+
+- :mod:`callcenter.front.plan` (pure): :class:`FrontPlan` and the generated ``kamailio.cfg`` and
+  dispatcher list; the parser of the reports Kamailio writes on stderr.
+- :mod:`callcenter.front.kamailio` (asyncio): :class:`KamailioFront`, the supervised Kamailio
+  child process, kept in step with the worker pool.
+
+See docs/sip-front.md.
+"""
+
+from callcenter.front.kamailio import INSTALL_HINT, FrontError, KamailioFront, blocked_call, find_kamailio, resolve_front
+from callcenter.front.plan import SOURCE_HEADER, Destination, FrontPlan, FrontReport, dispatcher_list, kamailio_cfg, parse_log_line
+
+__all__ = [
+    "INSTALL_HINT", "SOURCE_HEADER", "Destination", "FrontError", "FrontPlan", "FrontReport", "KamailioFront",
+    "blocked_call", "dispatcher_list", "find_kamailio", "kamailio_cfg", "parse_log_line", "resolve_front",
+]
