@@ -259,3 +259,27 @@ async def test_without_the_front_the_header_means_nothing():
         assert await center.outcome("203.0.113.7:5060", {}) == "accepted"
     finally:
         await center.cc.stop()
+
+
+async def test_behind_the_front_only_the_fronts_refusals_are_blocked_callers():
+    """A worker's 503 to the front is a failover (the front tries the next worker), not a lost caller."""
+    center = _Center(front_address="10.0.0.5:5060")
+    store = center.cc.store
+    await center.cc.start()
+    try:
+        center.fake.inject(tp.CallRefused(worker="w1", call_id="a", ani="13800138000", dnis="4000",
+                                          remote_address="10.0.0.5:5060", status=503, reason="no room"))
+        center.fake.inject(tp.CallRefused(worker="front", call_id="b", ani="13800138001", dnis="4000",
+                                          remote_address="203.0.113.9:5060", status=503,
+                                          reason="all workers full (SIP front)"))
+        # Straight to a worker, not through the front: that caller really was turned away.
+        center.fake.inject(tp.CallRefused(worker="w2", call_id="c", ani="13800138002", dnis="4000",
+                                          remote_address="203.0.113.7:5060", status=503, reason="no room"))
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert center.cc.counters["worker_refused"] == 1
+        assert center.cc.counters["blocked"] == 2
+        blocked = sorted(row["ani"] for row in store.rows.values() if row["outcome"] == "blocked")
+        assert blocked == ["13800138001", "13800138002"]
+    finally:
+        await center.cc.stop()
