@@ -217,6 +217,8 @@ class IvrSimulatorApp(App[IvrRecord | None]):
         self.send(answer)
 
     def _tick(self) -> None:
+        if not self.query("#timer"):  # the screen is being torn down (or not built yet): nothing to drive
+            return
         now_mono = time.monotonic()
         if self._plays:
             head = self._plays[0]
