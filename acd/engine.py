@@ -61,6 +61,7 @@ from acd.events import (
     CallbackRequested,
     CallEnded,
     CallQueued,
+    DirectCallRequested,
     Event,
     OfferAccepted,
     OfferRejected,
@@ -185,6 +186,7 @@ class _Call:
         "callback_number",
         "overflow_due",
         "callback_offered",
+        "directed",
     )
 
     def __init__(self, cid: str, priority: int, extra: tuple, caller: str | None, callback_number: str | None):
@@ -207,6 +209,7 @@ class _Call:
         self.callback_number = callback_number
         self.overflow_due = False
         self.callback_offered = False
+        self.directed = False  # offered to one named agent (DirectCallRequested), not routed
 
 
 class _Class:
@@ -282,6 +285,7 @@ class AcdEngine:
             CallQueued: (self._v_call, self._on_call_queued),
             CallAbandoned: (self._v_call_id, self._on_call_abandoned),
             CallbackRequested: (self._v_call, self._on_callback_requested),
+            DirectCallRequested: (self._v_direct, self._on_direct_call),
             OfferAccepted: (self._v_offer, self._on_offer_accepted),
             OfferRejected: (self._v_offer, self._on_offer_rejected),
             CallEnded: (self._v_call_id, self._on_call_ended),
@@ -391,6 +395,16 @@ class AcdEngine:
                 raise InvalidEvent(str(exc)) from None
         if kind == "CallbackRequested" and (not isinstance(ev.number, str) or not ev.number):
             raise InvalidEvent(f"CallbackRequested: number must be a non-empty string, got {ev.number!r}")
+
+    def _v_direct(self, ev: DirectCallRequested) -> None:
+        if not isinstance(ev.call_id, str) or not ev.call_id:
+            raise InvalidEvent(f"DirectCallRequested: call_id must be a non-empty string, got {ev.call_id!r}")
+        self._agent(ev.agent_id)
+        self._queue(ev.queue)
+        if ev.priority.__class__ is not int:
+            raise InvalidEvent(f"DirectCallRequested: priority must be an integer, got {ev.priority!r}")
+        if ev.number is not None and (not isinstance(ev.number, str) or not ev.number):
+            raise InvalidEvent(f"DirectCallRequested: number must be a non-empty string or None, got {ev.number!r}")
 
     def _v_call_id(self, ev: CallAbandoned | CallEnded) -> None:
         if ev.call_id.__class__ is not str:
@@ -799,7 +813,19 @@ class AcdEngine:
             self._match_call(c)
 
     def _return_call(self, c: _Call) -> None:
-        """An offer ended without an answer: the call waits again in its old place."""
+        """An offer ended without an answer: the call waits again in its old place.
+
+        A directed call has no place: a transferred caller now waits like any caller in its
+        queue, and an agent's own dial is dropped (nobody else should ring that customer unasked).
+        """
+        if c.directed:
+            c.directed = False
+            if c.callback_number is not None:
+                c.agent = None
+                self._remove(c)
+                self._forget(c)
+                c.q.st.callbacks_cancelled += 1
+                return
         c.agent = None
         c.state = WAITING
         self._index_call(c)
@@ -825,6 +851,13 @@ class AcdEngine:
 
     def _missed_offer(self, c: _Call, a: _Agent) -> None:
         """Ring-no-answer or rejection: the call goes back to its place, the agent may go not ready."""
+        if c.directed and c.callback_number is not None:  # the agent's own dial: not a missed offer
+            a.call = None
+            self._return_call(c)
+            a.idle_since = self._now
+            self._make_available(a)
+            self._settle(None, a)
+            return
         c.q.st.ring_no_answer += 1
         a.missed += 1
         a.misses += 1
@@ -939,6 +972,34 @@ class AcdEngine:
         extra = tuple(normalize_skills(ev.skills).items()) if ev.skills else ()
         c = _Call(ev.call_id, ev.priority, extra, None, ev.number)
         self._admit(c, self._queues[ev.queue], ())
+        return None
+
+    def _on_direct_call(self, ev: DirectCallRequested) -> None:
+        if ev.call_id in self._calls:
+            return self._reject(ev, f"call {ev.call_id!r} is already in the ACD")
+        a = self._agents[ev.agent_id]
+        dialling = ev.number is not None
+        if a.state == WRAP_UP and dialling:
+            self._account_wrap(a)
+        elif a.state != AVAILABLE:
+            return self._reject(ev, f"agent {a.id!r} is {a.state.replace('_', ' ')}, not available")
+        q = self._queues[ev.queue]
+        c = _Call(ev.call_id, ev.priority, (), ev.caller, ev.number)
+        c.directed = True
+        self._seq += 1
+        c.seq = self._seq
+        c.q = q
+        c.enqueued_at = self._now
+        self._calls[c.id] = c
+        q.present[c.id] = c
+        if dialling:
+            q.n_cb += 1
+            q.st.callbacks_requested += 1
+        else:
+            q.n_live += 1
+            q.st.entered += 1
+        self._index_call(c)  # _offer takes it out of the index again
+        self._offer(c, a, "directed", (), self._key(q, a))
         return None
 
     def _offer_of(self, ev: OfferAccepted | OfferRejected) -> tuple[_Call, _Agent] | None:
@@ -1190,6 +1251,10 @@ class AcdEngine:
         a = self._agent(agent_id)
         return (a.state, a.reason)
 
+    def agent_skills(self, agent_id: str) -> dict[str, int]:
+        """The agent's current skills (``SkillsChanged`` replaces the configured ones)."""
+        return dict(self._agent(agent_id).skills)
+
     def queue_ids(self) -> list[str]:
         return list(self._queues)
 
@@ -1353,6 +1418,7 @@ class AcdEngine:
             "callback_number": c.callback_number,
             "overflow_due": c.overflow_due,
             "callback_offered": c.callback_offered,
+            "directed": c.directed,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -1458,6 +1524,7 @@ class AcdEngine:
             c.missed_by = set(d["missed_by"]) or None
             c.overflow_due = d["overflow_due"]
             c.callback_offered = d["callback_offered"]
+            c.directed = bool(d.get("directed", False))
             self._calls[c.id] = c
             if d["agent"] is not None:
                 a = self._agent(d["agent"])

@@ -76,6 +76,24 @@ class CallbackRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DirectCallRequested(Event):
+    """A call for one named agent: a caller blind-transferred to them, or a customer they dial now.
+
+    Routing rules do not apply: the agent must be available (to dial, wrap-up will do too), or
+    the engine answers ``EventRejected``. With ``number`` the agent's phone rings first and the
+    customer is dialled once it answers (as for a callback). The call counts in ``queue``'s
+    statistics. Unanswered, a transferred caller waits in ``queue`` like any caller; a dial is dropped.
+    """
+
+    call_id: str
+    agent_id: str
+    queue: str
+    number: str | None = None
+    priority: int = 0
+    caller: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OfferAccepted(Event):
     """The agent's phone answered the offered call."""
 
@@ -161,6 +179,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CallQueued,
         CallAbandoned,
         CallbackRequested,
+        DirectCallRequested,
         OfferAccepted,
         OfferRejected,
         CallEnded,

@@ -45,6 +45,9 @@ class CenterConfig(_Section):
     name: str = "Demo Contact Center"
     locale: str = Field("zh_CN", description="locale for generated data and formatting, e.g. zh_CN or en_US")
     default_region: str = Field("CN", description="ISO 3166 region used to read numbers written without +CC")
+    repeat_caller_hours: float = Field(
+        24.0, gt=0, le=2160, description="the screen pop flags a repeat caller who called within this many hours"
+    )
 
     @field_validator("default_region")
     @classmethod
@@ -209,6 +212,25 @@ class RecordingConfig(_Section):
     directory: str = "var/recordings"
 
 
+class SupervisorConfig(_Section):
+    """The supervisor dashboard's alert thresholds and how often its feed is pushed."""
+
+    wait_amber_seconds: int = Field(60, ge=1, description="a queue turns amber when its oldest caller waits longer")
+    wait_red_seconds: int = Field(180, ge=1, description="... and red beyond this")
+    sl_red_margin: float = Field(
+        0.1, ge=0, le=1, description="amber below the queue's service-level target, red this far below it"
+    )
+    push_interval: float = Field(
+        0.25, ge=0.05, le=1.0, description="seconds: changes are coalesced into at most one push per interval"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SupervisorConfig":
+        if self.wait_red_seconds < self.wait_amber_seconds:
+            raise ValueError("wait_red_seconds must be at least wait_amber_seconds")
+        return self
+
+
 class AgentConfig(_Section):
     name: str
     pin_hash: str = Field(description="scrypt hash from 'callcenter agents hash-pin'; never the PIN itself")
@@ -265,6 +287,7 @@ class Settings(_Section):
     hours: BusinessHours = Field(default_factory=BusinessHours)
     acd: AcdConfig = Field(default_factory=AcdConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     queues: dict[str, QueueConfig] = Field(default_factory=_default_queues)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     dispositions: dict[str, DispositionConfig] = Field(default_factory=_default_dispositions)

@@ -103,6 +103,7 @@ def escape(text: str) -> str:
 
 # Subcommand modules: each registers its commands on `app` when imported.
 from callcenter.cli import acd_cmd, agent_cmd, config_cmd, customers_cmd, db_cmd, demo_cmd, ivr_cmd, serve_cmd  # noqa: E402,F401
+from callcenter.cli import report_cmd, supervisor_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import acd
 import ivr
 from acd import AcdEngine, AcdSettings
+from acd.settings import normalize_skills
 from callcenter.config import Settings
 from callcenter.core import queue_log as ql
 from callcenter.core.ports import ContactStore, Notifier, NullNotifier, QueueLogSink
@@ -38,8 +39,16 @@ IVR, QUEUED, RINGING, CONNECTED, CALLBACK, LEAVING, ENDED = (
 )
 
 
+class RequestRefused(ValueError):
+    """An agent request (dial, transfer) that cannot be carried out now; the message is for the agent."""
+
+
 class DispositionRefused(ValueError):
     """A disposition that breaks a rule of ``[dispositions]``; the message is for the agent."""
+
+
+class SupervisorActionRefused(ValueError):
+    """A supervisor action that cannot be carried out now; nothing changed; the message says why."""
 
 
 def utcnow() -> dt.datetime:
@@ -74,6 +83,8 @@ class Call:
     announcing: bool = False
     on_hold: bool = False
     hangup_after_playback: bool = False
+    outbound: bool = False  # an agent's dial-now: the agent's phone first, then the customer
+    callback_id: int | None = None  # the callback row a dial-now works
     ivr_plays: dict[str, int] = field(default_factory=dict)
     timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
 
@@ -115,6 +126,7 @@ class ContactCenter:
         self.phones = {aid: a.phone for aid, a in settings.agents.items()}
         self.last_call_of_agent: dict[str, str] = {}
         self.handled_by: dict[str, str] = {}  # call -> agent who answered it, for dispositions
+        self.transferred_from: dict[str, set[str]] = {}  # call -> agents who had it before a blind transfer
         self.wrap_started: dict[str, dt.datetime] = {}
         self.trunk_networks = [ipaddress.ip_network(n, strict=False) for n in settings.sip.trunk_allow]
         # Calls handed over by the SIP front come from its ip:port; the caller's own address is in the
@@ -229,16 +241,39 @@ class ContactCenter:
         except acd.AcdError as exc:
             log.error("ACD refused %s: %s", type(event).__name__, exc)
             return
+        self._acd_changed(event, actions)
         self._apply_acd(actions)
         self._schedule_acd()
 
     def _acd_tick(self) -> None:
         self._acd_timer = None
         try:
-            self._apply_acd(self.engine.tick(self.now().timestamp()))
+            actions = self.engine.tick(self.now().timestamp())
+            self._acd_changed(None, actions)
+            self._apply_acd(actions)
         except Exception:
             log.exception("ACD tick failed")
         self._schedule_acd()
+
+    def _acd_changed(self, event: acd.Event | None, actions: list[acd.Action]) -> None:
+        """Tell the supervisors' feed which queues and agents an ACD step touched (it coalesces them)."""
+        if not actions and event is None:
+            return
+        queues: set[str] = set()
+        agents: set[str] = set()
+        for item in (event, *actions) if event is not None else actions:
+            if (queue := getattr(item, "queue", None)) is not None:
+                queues.add(queue)
+            if (agent := getattr(item, "agent_id", None)) is not None:
+                agents.add(agent)
+            call = self.calls.get(getattr(item, "call_id", None) or "")
+            if call is not None:
+                if call.queue:
+                    queues.add(call.queue)
+                if call.agent_id:
+                    agents.add(call.agent_id)
+        if queues or agents:
+            self.notifier.to_supervisors({"type": "acd.changed", "queues": sorted(queues), "agents": sorted(agents)})
 
     def _schedule_acd(self) -> None:
         deadline = self.engine.next_deadline()
@@ -299,6 +334,8 @@ class ContactCenter:
         self._drop_agent_leg(call)
         self.notifier.to_agent(action.agent_id, {"type": "call.offer_cancelled", "call_id": call.call_id,
                                                  "reason": action.reason})
+        if call.outbound:  # the ACD drops an agent's own dial that they do not pick up
+            self._end_dial(call, "agent_no_answer", f"agent {action.agent_id} did not answer ({action.reason})")
 
     def _do_DialCustomer(self, action: acd.DialCustomer) -> None:
         call = self.calls.get(action.call_id)
@@ -617,7 +654,8 @@ class ContactCenter:
                 return
             call.phase = CONNECTED
             call.answered_at = now
-            call.outcome = "answered" if call.callback_number is None else call.outcome
+            call.outcome = "answered" if call.callback_number is None else (
+                "customer_no_answer" if call.outbound else call.outcome)
             self.last_call_of_agent[call.agent_id] = call.call_id
             self.handled_by[call.call_id] = call.agent_id
             ring = (now - (call.offered_at or now)).total_seconds()
@@ -634,6 +672,7 @@ class ContactCenter:
             self._send(tp.Bridge(a=call.agent_leg, b=call.customer_leg))
             self._record(call)
             self._write(self.store.update, call.call_id, answered_at=now, outcome="callback_answered")
+            self._callback_result(call, "done", f"reached on call {call.call_id} by agent {call.agent_id}")
             self._qlog(call.call_id, call.queue, call.agent_id, ql.CONNECT, 0, call.customer_leg, 0)
 
     def _record(self, call: Call) -> None:
@@ -657,11 +696,14 @@ class ContactCenter:
                            extra={"status": event.status, "reason": event.reason})
                 call.phase = CALLBACK if call.callback_number else QUEUED
                 self._acd(acd.OfferRejected(call.call_id, agent))
+                if call.outbound:
+                    self._end_dial(call, "agent_no_answer", f"agent {agent} did not answer ({event.status})")
         elif event.leg == call.customer_leg:
             call.customer_leg = None
             log.warning("callback %s to %s failed: %s %s", call.call_id, call.callback_number, event.status,
                         event.reason)
             call.outcome = f"callback_failed_{event.status}"
+            self._callback_result(call, "pending", f"not reached on call {call.call_id}: {event.status} {event.reason}")
             if call.agent_leg:
                 self._send(tp.Hangup(leg=call.agent_leg, reason="customer unreachable"))
 
@@ -773,6 +815,8 @@ class ContactCenter:
             return
         call.phase = ENDED
         now = self.now()
+        if call.outbound:  # a dial-now that ends without reaching the customer leaves its callback to do
+            self._callback_result(call, "pending", f"not reached on call {call.call_id}: {call.outcome or 'ended'}")
         values: dict[str, Any] = {"ended_at": now, "outcome": call.outcome or "ended"}
         if call.session is not None and call.queued_at is None:
             values["ivr_path"] = call.session.path_json()
@@ -801,6 +845,75 @@ class ContactCenter:
     def end_wrap_up(self, agent_id: str) -> None:
         self._acd(acd.WrapUpEnded(agent_id))
 
+    # ------------------------------------------------------------------ supervisor actions (CTI)
+
+    def force_state(self, supervisor: str, agent_id: str, state: str, reason: str | None = None) -> dict[str, Any]:
+        """A supervisor sets an agent ready, not ready (with a reason) or logged out; audited.
+
+        Raises :class:`SupervisorActionRefused` (and changes nothing) when the agent cannot be
+        put in that state now. Returns the agent's state afterwards and a pending not-ready.
+        """
+        if agent_id not in self.settings.agents or self.settings.agents[agent_id].role != "agent":
+            raise SupervisorActionRefused(f"no agent {agent_id!r}")
+        before, before_reason = self.engine.agent_state(agent_id)
+        said = before.replace("_", " ")
+        if before == "logged_out":
+            raise SupervisorActionRefused(f"agent {agent_id} is logged out; they log in from their console")
+        if state == "ready":
+            if before == "not_ready":
+                self.ready(agent_id)
+            elif before == "wrap_up":
+                self.end_wrap_up(agent_id)
+            else:
+                raise SupervisorActionRefused(f"agent {agent_id} is {said}: only a not-ready agent or one in "
+                                              "wrap-up can be made ready")
+        elif state == "not_ready":
+            if reason not in self.settings.acd.not_ready_reasons:
+                raise SupervisorActionRefused(f"unknown not-ready reason {str(reason)[:40]!r}; known: "
+                                              + ", ".join(self.settings.acd.not_ready_reasons))
+            if before == "not_ready" and before_reason == reason:
+                raise SupervisorActionRefused(f"agent {agent_id} is already not ready ({reason})")
+            self.not_ready(agent_id, reason)
+        elif state == "logged_out":
+            if before == "on_call":
+                raise SupervisorActionRefused(f"agent {agent_id} is on a call: set them not ready now (it takes "
+                                              "effect after the call) or log them out when it ends")
+            self.logout(agent_id)
+        else:
+            raise SupervisorActionRefused(f"unknown state {state[:20]!r}: ready, not_ready or logged_out")
+        after, after_reason = self.engine.agent_state(agent_id)
+        pending = reason if state == "not_ready" and after == "on_call" else None
+        if (after, after_reason) == (before, before_reason) and pending is None:
+            raise SupervisorActionRefused(f"agent {agent_id} stayed {said}: the ACD did not accept the change")
+        self._audit(supervisor, f"agent.{state}", f"agent:{agent_id}",
+                    {"before": before, "before_reason": before_reason, "after": after, "after_reason": after_reason,
+                     "reason": reason, "pending": pending})
+        log.info("supervisor %s set agent %s %s (was %s)", supervisor, agent_id, state, before)
+        return {"agent_id": agent_id, "state": after, "reason": after_reason, "pending": pending}
+
+    def set_skills(self, supervisor: str, agent_id: str, skills: dict[str, int]) -> dict[str, Any]:
+        """A supervisor replaces an agent's skills (levels 1-5) until the server restarts; audited."""
+        if agent_id not in self.settings.agents or self.settings.agents[agent_id].role != "agent":
+            raise SupervisorActionRefused(f"no agent {agent_id!r}")
+        try:
+            new = normalize_skills(skills, "skills")
+        except acd.AcdError as exc:
+            raise SupervisorActionRefused(str(exc)) from None
+        before = self.engine.agent_skills(agent_id)
+        if new == before:
+            raise SupervisorActionRefused(f"agent {agent_id} already has these skills")
+        self._acd(acd.SkillsChanged(agent_id, new))
+        after = self.engine.agent_skills(agent_id)
+        if after != new:
+            raise SupervisorActionRefused(f"the ACD did not accept the skills for agent {agent_id}")
+        self.notifier.to_supervisors({"type": "acd.changed", "queues": [], "agents": [agent_id]})
+        self._audit(supervisor, "agent.skills", f"agent:{agent_id}", {"before": before, "after": after})
+        log.info("supervisor %s changed the skills of agent %s: %s -> %s", supervisor, agent_id, before, after)
+        return {"agent_id": agent_id, "skills": after}
+
+    def _audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
+        self._write(self.store.audit, actor=actor, action=action, target=target, details=details)
+
     def dispose(self, agent_id: str, call_id: str, code: str, notes: str | None = None,
                 callback: dict[str, Any] | None = None) -> None:
         """Save the agent's wrap-up code for a call it handled; rules come from ``[dispositions]``.
@@ -816,8 +929,7 @@ class ContactCenter:
             raise DispositionRefused(f"{rule.label}: schedule a callback (number and time)")
         if callback and not callback.get("number"):
             raise DispositionRefused("a callback needs a number")
-        handled = self.handled_by.get(call_id)
-        if handled != agent_id:
+        if not self.may_dispose(agent_id, call_id):
             raise DispositionRefused(f"call {call_id} was not handled by agent {agent_id}")
         self._write(self.store.save_disposition, call_id=call_id, code=code, notes=(notes or None) and notes[:4000],
                     agent_id=agent_id, callback=callback)
@@ -828,7 +940,9 @@ class ContactCenter:
         call_id = self.last_call_of_agent.get(agent_id)
         call = self.calls.get(call_id) if call_id else None
         ringing = next((c for c in self.calls.values() if c.agent_id == agent_id and c.phase == RINGING), None)
-        current = ringing or (call if call is not None and call.phase == CONNECTED else None)
+        # a call transferred away keeps its id: it is this agent's only while they are its agent
+        current = ringing or (call if call is not None and call.phase == CONNECTED and call.agent_id == agent_id
+                              else None)
         return {
             "agent_id": agent_id, "state": state, "reason": reason,
             "phone": self.phones.get(agent_id),
@@ -878,16 +992,33 @@ class ContactCenter:
         return True
 
     def transfer(self, agent_id: str, target: str) -> bool:
-        """Blind transfer of the agent's caller to ``queue:ID``: the agent goes to wrap-up, the caller queues."""
+        """Blind transfer of the agent's caller to ``queue:ID`` or ``agent:ID``; the agent goes to wrap-up.
+
+        A queue: the caller waits there like any caller. An agent: that agent must be available
+        now (else :class:`RequestRefused`, and the call stays as it was); their phone rings while
+        the caller hears hold music, and if they do not answer the caller waits in the call's queue.
+        """
         call = self._conversation_of(agent_id)
         kind, _, name = target.partition(":")
-        if call is None or not call.leg or kind != "queue" or name not in self.settings.queues:
+        if call is None or not call.leg:
+            return False
+        if kind == "agent":
+            agent = self.settings.agents.get(name)
+            if agent is None or agent.role != "agent":
+                raise RequestRefused(f"there is no agent {name!r}")
+            if name == agent_id:
+                raise RequestRefused("you cannot transfer a call to yourself")
+            state, _ = self.engine.agent_state(name)
+            if state != "available":
+                raise RequestRefused(f"agent {name} ({agent.name}) is {state.replace('_', ' ')}, not available")
+        elif kind != "queue" or name not in self.settings.queues:
             return False
         now = self.now()
         talk = (now - call.answered_at).total_seconds() if call.answered_at else 0.0
         self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
         self._send(tp.Unbridge(a=call.leg, b=call.agent_leg))
-        self._qlog(call.call_id, call.queue, agent_id, ql.BLINDTRANSFER, name, "", 0)
+        self._qlog(call.call_id, call.queue, agent_id, ql.BLINDTRANSFER, name if kind == "queue" else target, "", 0)
+        self.transferred_from.setdefault(call.call_id, set()).add(agent_id)  # they still dispose of their part
         self._acd(acd.CallEnded(call.call_id))
         self._send(tp.Hangup(leg=call.agent_leg, reason="transferred"))
         self.by_leg.pop(call.agent_leg, None)
@@ -895,5 +1026,76 @@ class ContactCenter:
         call.answered_at = call.offered_at = None
         call.on_hold = False
         self.notifier.to_agent(agent_id, {"type": "call.ended", "call_id": call.call_id, "reason": "transferred"})
-        self._enqueue(call, name, call.priority, {})
+        if kind == "queue":
+            self._enqueue(call, name, call.priority, {})
+            return True
+        queue = call.queue if call.queue in self.settings.queues else self.settings.ivr.fallback_queue
+        call.phase = QUEUED
+        call.queue = queue
+        call.queued_at = now
+        self._write(self.store.update, call.call_id, queue=queue, queued_at=now)
+        self._hold_music(call)
+        self._acd(acd.DirectCallRequested(call.call_id, name, queue, priority=call.priority, caller=call.ani))
+        if call.phase != RINGING:  # the target became busy in between: the caller waits in the queue instead
+            log.warning("call %s: transfer to agent %s not offered; queueing in %s", call.call_id, name, queue)
+            self._enqueue(call, queue, call.priority, {})
         return True
+
+    def may_dispose(self, agent_id: str, call_id: str) -> bool:
+        """The agent answered this call: it is theirs, or was until they transferred it."""
+        return self.handled_by.get(call_id) == agent_id or agent_id in self.transferred_from.get(call_id, ())
+
+    def dial(self, agent_id: str, number: str, *, callback_id: int | None = None, customer_id: int | None = None,
+             queue: str | None = None, display_name: str | None = None) -> bool:
+        """The agent calls a customer now (a callback, or a number): their own phone rings first, then the customer's.
+
+        The agent must be available or in wrap-up and have no call; otherwise :class:`RequestRefused`.
+        The contact is an outbound interaction; a callback is marked in progress (one more attempt)
+        and then done when the customer answers, or pending again with what went wrong.
+        """
+        state, _ = self.engine.agent_state(agent_id)
+        if state not in ("available", "wrap_up"):
+            raise RequestRefused(f"you can dial when available or in wrap-up, not while {state.replace('_', ' ')}")
+        if any(c.agent_id == agent_id and c.phase in (RINGING, CONNECTED) for c in self.calls.values()):
+            raise RequestRefused("you already have a call")
+        if not self.phones.get(agent_id):
+            raise RequestRefused("no phone is configured for you")
+        if queue not in self.settings.queues:
+            agent = self.settings.agents.get(agent_id)
+            homes = [q for q in (agent.queues if agent else ()) if q in self.settings.queues]
+            queue = homes[0] if homes else self.settings.ivr.fallback_queue
+        now = self.now()
+        call = Call(call_id=uuid.uuid4().hex, leg=None, ani=number, dnis=self.settings.sip.caller_id or "",
+                    display_name=(display_name or "")[:80], arrived_at=now, language=self.settings.ivr.default_language,
+                    phase=CALLBACK, customer_id=customer_id, queue=queue, queued_at=now, callback_number=number,
+                    outcome="agent_no_answer", outbound=True, callback_id=callback_id)
+        self.calls[call.call_id] = call
+        self._write(self.store.open, call_id=call.call_id, direction="outbound", ani=number, dnis=call.dnis,
+                    display_name=display_name, customer_id=customer_id, arrived_at=now)
+        self._write(self.store.update, call.call_id, queue=queue, queued_at=now)
+        self._acd(acd.DirectCallRequested(call.call_id, agent_id, queue, number=number, caller=number))
+        if call.phase != RINGING:
+            self.calls.pop(call.call_id, None)
+            self._write(self.store.update, call.call_id, ended_at=now, outcome="dial_refused")
+            raise RequestRefused(f"{number} could not be dialled now (agent state: {self.engine.agent_state(agent_id)[0]})")
+        if callback_id is not None:
+            self._write(self.store.callback_progress, callback_id, status="in_progress", attempt=True,
+                        result=f"dialled on call {call.call_id} by agent {agent_id}")
+        log.info("agent %s dials %s (callback %s) on call %s", agent_id, number, callback_id, call.call_id)
+        return True
+
+    def _callback_result(self, call: Call, status: str, result: str) -> None:
+        """Settle the callback a dial-now worked, once: ``done`` (reached) or ``pending`` (to try again)."""
+        if call.callback_id is None:
+            return
+        self._write(self.store.callback_progress, call.callback_id, status=status, result=result)
+        call.callback_id = None
+
+    def _end_dial(self, call: Call, outcome: str, why: str) -> None:
+        """An agent's dial ends before the customer was dialled: close it, and leave its callback to do."""
+        call.outcome = outcome
+        self._callback_result(call, "pending", why)
+        if call.agent_leg:
+            self._send(tp.Hangup(leg=call.agent_leg, reason=outcome))
+        call.phase = LEAVING
+        self._finish(call)

@@ -27,6 +27,11 @@ class ContactStore(Protocol):
     def save_disposition(self, *, call_id: str, code: str, notes: str | None, agent_id: str | None,
                          callback: dict[str, Any] | None = None) -> int: ...
 
+    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False) -> None: ...
+
+    def audit(self, *, actor: str, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
+        """Append to the audit log (who did what to whom): supervisor actions."""
+
 
 class Notifier(Protocol):
     """Pushes to consoles (CTI): one agent's own events, and the supervisors' feed."""
@@ -57,6 +62,7 @@ class InMemoryContactStore:
         self.rows: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, str | None, str | None, str | None, dict[str, Any]]] = []
         self.callbacks: list[dict[str, Any]] = []
+        self.audits: list[dict[str, Any]] = []
 
     def open(self, *, call_id: str, direction: str, ani: str | None, dnis: str | None, display_name: str | None,
              customer_id: int | None, arrived_at: dt.datetime) -> int:
@@ -76,6 +82,10 @@ class InMemoryContactStore:
         self.callbacks.append(values)
         return len(self.callbacks)
 
+    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False) -> None:
+        cb = self.callbacks[callback_id - 1]
+        cb.update(status=status, result=result, attempts=cb.get("attempts", 0) + (1 if attempt else 0))
+
     def close_unfinished(self, *, reason: str, at: dt.datetime | None = None,
                          call_ids: list[str] | None = None) -> int:
         closed = 0
@@ -91,6 +101,9 @@ class InMemoryContactStore:
         if callback:
             self.callbacks.append({**callback, "source": "agent", "call_id": call_id})
         return 1
+
+    def audit(self, *, actor: str, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
+        self.audits.append({"actor": actor, "action": action, "target": target, "details": details or {}})
 
     def event_names(self, call_id: str | None = None) -> list[str]:
         return [e[0] for e in self.events if call_id is None or e[2] == call_id]

@@ -114,17 +114,20 @@ class CtiClient:
         return self.hello
 
     async def login(self, agent_id: str, pin: str, *, client: str | None = None, phone: str | None = None,
-                    not_ready_reason: str | None = None) -> dict[str, Any]:
+                    not_ready_reason: str | None = None, role: str | None = None) -> dict[str, Any]:
+        """``role``: refuse the login unless the account has this role (the supervisor dashboard asks for it)."""
         fields: dict[str, Any] = {"agent_id": agent_id, "pin": pin, "protocol": p.PROTOCOL_VERSION,
                                   "client": client or f"callcenter-agent/{__version__}"}
         if phone:
             fields["phone"] = phone
         if not_ready_reason:
             fields["not_ready_reason"] = not_ready_reason
+        if role:
+            fields["role"] = role
         try:
             return await self.request("login", **fields)
         except CtiRequestError as exc:
-            if exc.code in (p.AUTH_FAILED, p.RATE_LIMITED, p.UNSUPPORTED_PROTOCOL):
+            if exc.code in (p.AUTH_FAILED, p.RATE_LIMITED, p.UNSUPPORTED_PROTOCOL) or (role and exc.code == p.FORBIDDEN):
                 raise CtiAuthError(exc.code, exc.message, exc.data) from None
             raise
 
@@ -241,7 +244,9 @@ class AgentLink:
         phone: str | None = None,
         client: str | None = None,
         backoff: tuple[float, ...] = BACKOFF,
+        role: str | None = None,
     ) -> None:
+        self.role = role
         self.url = url
         self.agent_id = agent_id
         self._pin = pin
@@ -275,7 +280,8 @@ class AgentLink:
             try:
                 await client.connect()
                 data = await client.login(self.agent_id, self._pin, client=self.client_name, phone=self.phone,
-                                          not_ready_reason=self.not_ready_reason if self.logins == 0 else None)
+                                          not_ready_reason=self.not_ready_reason if self.logins == 0 else None,
+                                          role=self.role)
             except CtiAuthError as exc:
                 await client.close()
                 if exc.code == p.RATE_LIMITED:

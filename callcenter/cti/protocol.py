@@ -76,7 +76,7 @@ _OWN_AGENT = _f(str, max_chars=32)
 REQUESTS: dict[str, dict[str, Field]] = {
     "login": {"agent_id": _f(str, True, 32), "pin": _f(str, True, 64), "protocol": _f(int, True, minimum=1),
               "client": _f(str, max_chars=100), "phone": _f(str, max_chars=200),
-              "not_ready_reason": _f(str, max_chars=64)},
+              "not_ready_reason": _f(str, max_chars=64), "role": _f(str, max_chars=16)},
     "logout": {"agent_id": _OWN_AGENT},
     "ping": {},
     "agent.snapshot": {"agent_id": _OWN_AGENT},
@@ -100,6 +100,12 @@ REQUESTS: dict[str, dict[str, Field]] = {
                         "agent_id": _OWN_AGENT},
     "contacts.recent": {"limit": _f(int, minimum=1, maximum=100), "agent_id": _OWN_AGENT},
     "callbacks.list": {"limit": _f(int, minimum=1, maximum=200), "agent_id": _OWN_AGENT},
+    # supervisors only (the dashboard)
+    "supervisor.snapshot": {},
+    "supervisor.trends": {"queue": _f(str, max_chars=32)},
+    "queue.detail": {"queue": _f(str, True, 32), "limit": _f(int, minimum=1, maximum=500)},
+    "agent.force_state": {"agent_id": _f(str, True, 32), "state": _f(str, True, 16), "reason": _f(str, max_chars=64)},
+    "agent.set_skills": {"agent_id": _f(str, True, 32), "skills": _f(dict, True)},
 }
 
 CALLBACK_FIELDS: dict[str, Field] = {
@@ -109,14 +115,21 @@ CALLBACK_FIELDS: dict[str, Field] = {
 
 PUBLIC_REQUESTS = frozenset({"login", "ping"})
 """Allowed before login."""
-SUPERVISOR_REQUESTS = frozenset({"logout", "ping", "agent.snapshot", "agents.list", "customer.search", "customer.get"})
+SUPERVISOR_ONLY_REQUESTS = frozenset({"agents.list", "supervisor.snapshot", "supervisor.trends", "queue.detail",
+                                      "agent.force_state", "agent.set_skills"})
+"""Refused to agents."""
+SUPERVISOR_REQUESTS = frozenset({"logout", "ping", "agent.snapshot", "customer.search", "customer.get"}) \
+    | SUPERVISOR_ONLY_REQUESTS
 """What a supervisor may send; everything else is agent-only (supervisors take no calls)."""
+FORCE_STATES = ("ready", "not_ready", "logged_out")
+"""``agent.force_state`` targets."""
 
 # ----------------------------------------------------------------------------- events
 
 EVENTS = (
     "hello", "agent.state", "call.offered", "call.pop", "call.offer_cancelled", "call.connected", "call.ended",
     "call.held", "call.resumed", "call.transferred", "call.blocked", "session.closed",
+    "supervisor.update",
 )
 
 

@@ -35,6 +35,7 @@ from callcenter.config import Settings
 from callcenter.cti import protocol as p
 from callcenter.cti.auth import DUMMY_PIN_HASH, LoginLimiter, LoginPolicy
 from callcenter.cti.errors import CtiServerError
+from callcenter.cti.supervision import SupervisorFeed
 from callcenter.security import verify_pin
 from screenpop.numbers import normalize
 from screenpop.pop import CallContext
@@ -52,7 +53,7 @@ class CustomerDirectory(Protocol):
     """
 
     def screen_pop(self, *, number: str | None, customer_id: int | None, call: CallContext | None,
-                   now: dt.datetime) -> Any: ...
+                   now: dt.datetime, repeat_hours: float | None = None) -> Any: ...
 
     def profile(self, customer_id: int) -> Any: ...
 
@@ -165,6 +166,8 @@ class CtiServer:
         max_errors_per_minute: int = 30,
         repeat_hours: float | None = None,
         zone: str | None = None,
+        supervisor_interval: float | None = None,
+        sample_every: float = 5.0,
     ) -> None:
         self.settings = settings
         self.directory = directory
@@ -178,7 +181,7 @@ class CtiServer:
         self.login_timeout = login_timeout
         self.outbox_size = outbox_size
         self.max_errors_per_minute = max_errors_per_minute
-        self.repeat_hours = repeat_hours if repeat_hours is not None else getattr(directory, "repeat_hours", 24.0)
+        self.repeat_hours = repeat_hours if repeat_hours is not None else settings.center.repeat_caller_hours
         self.zone = zone or settings.hours.timezone
         self._server: Server | None = None
         self._sessions: set[_Session] = set()
@@ -193,11 +196,17 @@ class CtiServer:
         self._notes: OrderedDict[tuple[str, str], str] = OrderedDict()  # drafts until the disposition
         self._held: set[str] = set()
         self._watching: list[tuple[str | None, str | None]] | None = None
+        self.feed = SupervisorFeed(settings, push=self._push_supervisors, listening=lambda: bool(self._supervisors),
+                                   connected_agents=lambda: self._agents, interval=supervisor_interval,
+                                   sample_every=sample_every, monotonic=monotonic)
+        if center is not None:
+            self.feed.bind(center)
 
     # ------------------------------------------------------------------ lifecycle
 
     def bind(self, center: Any) -> None:
         self.center = center
+        self.feed.bind(center)
 
     async def start(self) -> None:
         if self.center is None:
@@ -221,11 +230,13 @@ class CtiServer:
                 await asyncio.to_thread(warm_up)
             except Exception:
                 log.exception("preparing the customer look-ups failed")
+        self.feed.start()
         log.info("CTI server listening on %s", self.url)
 
     async def stop(self) -> None:
         if self._server is None:
             return
+        self.feed.stop()
         for session in list(self._sessions):
             session.push(session.event({"type": "session.closed", "reason": "server_stopping"}, self.clock()))
             session.close(1001, "server stopping")
@@ -278,6 +289,17 @@ class CtiServer:
             self._spawn(self._send_pop(agent_id, message))
 
     def to_supervisors(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "acd.changed":  # internal: which rows to refresh; the feed coalesces these
+            self.feed.changed(message.get("queues") or (), message.get("agents") or ())
+            return
+        if kind == "agent.state":
+            self.feed.changed((), (message["agent_id"],))
+        elif kind == "call.blocked":
+            self.feed.changed(counters=True)
+        self._push_supervisors(message)
+
+    def _push_supervisors(self, message: dict[str, Any]) -> None:
         now = self.clock()
         for session in list(self._supervisors):
             session.push(session.event(message, now))
@@ -409,8 +431,8 @@ class CtiServer:
         target = message.get("agent_id")
         if target is not None and target != session.agent_id:
             raise self._refuse(session, kind, f"agent {session.agent_id} may not act for agent {target!r}")
-        if kind == "agents.list":
-            raise self._refuse(session, kind, "'agents.list' is for supervisors")
+        if kind in p.SUPERVISOR_ONLY_REQUESTS:
+            raise self._refuse(session, kind, f"'{kind}' is for supervisors")
 
     # ------------------------------------------------------------------ login
 
@@ -448,6 +470,13 @@ class CtiServer:
                 asyncio.get_running_loop().call_soon(session.close, p.CLOSE_POLICY, "too many failed logins")
             raise p.ProtocolError(p.AUTH_FAILED, "unknown agent or wrong PIN")
         self.limiter.success(keys[0])
+        wanted = message.get("role")
+        if wanted is not None and wanted != agent.role:
+            # Before the ACD login: an agent who opens the dashboard by mistake is not made available.
+            log.warning("CTI login of %s %s from %s refused: the console needs the %s role", agent.role, agent_id,
+                        session.address, wanted)
+            raise p.ProtocolError(p.FORBIDDEN, f"{agent_id} has the {agent.role} role, not {wanted}",
+                                  role=agent.role)
         phone = message.get("phone")
         if phone is not None and not p.valid_sip_uri(phone):
             raise p.ProtocolError(p.BAD_REQUEST, "login: 'phone' must be a SIP URI such as sip:1001@10.0.0.5")
@@ -565,7 +594,8 @@ class CtiServer:
         else:
             try:
                 pop = await asyncio.to_thread(self.directory.screen_pop, number=parsed.e164 if parsed else None,
-                                              customer_id=customer_id, call=context, now=self.clock())
+                                              customer_id=customer_id, call=context, now=self.clock(),
+                                              repeat_hours=self.repeat_hours)
                 message["pop"] = to_wire(pop)
                 if customer_id is None and pop.kind == "customer" and pop.customer_id is not None:
                     # identified by number alone: record who called, after the pop is on its way
@@ -752,7 +782,12 @@ class CtiServer:
             raise p.ProtocolError(p.BAD_REQUEST, "call.transfer: 'target' must be queue:ID or agent:ID of a "
                                   f"configured queue or agent, not {target[:40]!r}")
         call_id = self._current_call(session, "call.transfer", message.get("call_id"))
-        done, pushed = self._optional(session, "call.transfer", "transfer", target)
+        from callcenter.core.contact_center import RequestRefused
+
+        try:
+            done, pushed = self._optional(session, "call.transfer", "transfer", target)
+        except RequestRefused as exc:
+            raise p.ProtocolError(p.REFUSED, str(exc)) from None
         if not done:
             raise p.ProtocolError(p.REFUSED, f"the call could not be transferred to {target}")
         self._held.discard(call_id)
@@ -768,6 +803,7 @@ class CtiServer:
     async def _r_call_dial(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
         number = message.get("number")
         callback_id = message.get("callback_id")
+        callback = None
         if callback_id is not None:
             callback = await self._in_thread(self.directory.callback, callback_id, session.agent_id)
             if callback is None:
@@ -782,7 +818,15 @@ class CtiServer:
         fn = getattr(self.center, "dial", None)
         if not callable(fn):
             raise p.ProtocolError(p.NOT_AVAILABLE, "dialling out ('call.dial') is not available on this server yet")
-        if not fn(session.agent_id, parsed.e164, callback_id=callback_id):
+        from callcenter.core.contact_center import RequestRefused
+
+        extra = {} if callback is None else {"customer_id": callback.customer_id, "queue": callback.queue,
+                                             "display_name": callback.customer_name}
+        try:
+            done = fn(session.agent_id, parsed.e164, callback_id=callback_id, **extra)
+        except RequestRefused as exc:
+            raise p.ProtocolError(p.REFUSED, str(exc)) from None
+        if not done:
             raise p.ProtocolError(p.REFUSED, f"{parsed.e164} could not be dialled now")
         return {"number": parsed.e164, "callback_id": callback_id}
 
@@ -812,8 +856,9 @@ class CtiServer:
 
         call_id, code = message["call_id"], message["code"]
         agent_id = session.agent_id
-        handled = getattr(self.center, "handled_by", {}).get(call_id)
-        if handled != agent_id:
+        may = getattr(self.center, "may_dispose", None)
+        allowed = may(agent_id, call_id) if callable(may) else getattr(self.center, "handled_by", {}).get(call_id) == agent_id
+        if not allowed:
             raise self._refuse(session, "disposition.save", f"call {call_id} was not handled by agent {agent_id}")
         rule = self.settings.dispositions.get(code)
         if rule is None:
@@ -879,6 +924,59 @@ class CtiServer:
     async def _r_callbacks_list(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
         found = await self._in_thread(self.directory.callbacks, session.agent_id, limit=message.get("limit") or 50)
         return {"callbacks": [to_wire(c) for c in found], "server_time": self.clock().isoformat()}
+
+    # ------------------------------------------------------------------ requests: supervisors (the dashboard)
+
+    async def _r_supervisor_snapshot(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        return self.feed.snapshot()
+
+    async def _r_supervisor_trends(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        queue = message.get("queue")
+        if queue is not None and queue not in self.settings.queues:
+            raise p.ProtocolError(p.NOT_FOUND, f"no queue {queue[:32]!r}")
+        return self.feed.trends(queue)
+
+    async def _r_queue_detail(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        queue = message["queue"]
+        if queue not in self.settings.queues:
+            raise p.ProtocolError(p.NOT_FOUND, f"no queue {queue[:32]!r}; known: " + ", ".join(self.settings.queues))
+        return self.feed.queue_detail(queue, message.get("limit") or 100)
+
+    def _supervised_agent(self, message: dict[str, Any]) -> str:
+        agent_id = message["agent_id"]
+        agent = self.settings.agents.get(agent_id)
+        if agent is None or agent.role != "agent":
+            raise p.ProtocolError(p.NOT_FOUND, f"no agent {agent_id[:32]!r}")
+        return agent_id
+
+    async def _r_agent_force_state(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        from callcenter.core.contact_center import SupervisorActionRefused
+
+        agent_id = self._supervised_agent(message)
+        state, reason = message["state"], message.get("reason")
+        if state not in p.FORCE_STATES:
+            raise p.ProtocolError(p.BAD_REQUEST, f"agent.force_state: 'state' must be one of {', '.join(p.FORCE_STATES)}")
+        if state == "not_ready" and not reason:
+            raise p.ProtocolError(p.BAD_REQUEST, "agent.force_state: give a 'reason' for not_ready; known: "
+                                  + ", ".join(self.settings.acd.not_ready_reasons))
+        try:
+            done = self.center.force_state(session.agent_id, agent_id, state, reason if state == "not_ready" else None)
+        except SupervisorActionRefused as exc:
+            log.info("CTI supervisor %s: %s %s refused: %s", session.agent_id, state, agent_id, exc)
+            raise p.ProtocolError(p.REFUSED, str(exc), state=self._state(agent_id)) from None
+        await self.center.drain()  # the audit row is written before the supervisor hears it is done
+        return done
+
+    async def _r_agent_set_skills(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        from callcenter.core.contact_center import SupervisorActionRefused
+
+        agent_id = self._supervised_agent(message)
+        try:
+            done = self.center.set_skills(session.agent_id, agent_id, message["skills"])
+        except SupervisorActionRefused as exc:
+            raise p.ProtocolError(p.REFUSED, str(exc)) from None
+        await self.center.drain()
+        return done
 
 
 def _empty_pop(call: CallContext, number: str | None):

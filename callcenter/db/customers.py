@@ -689,10 +689,12 @@ class SqlCustomerDirectory:
         self.recent = recent
 
     def screen_pop(self, *, number: str | None, customer_id: int | None, call: CallContext | None,
-                   now: dt.datetime) -> ScreenPop:
+                   now: dt.datetime, repeat_hours: float | None = None) -> ScreenPop:
+        """``repeat_hours``: the repeat-caller window (``center.repeat_caller_hours``); default the directory's."""
         with self.db.session() as session:
             return load_screen_pop(session, number=number, customer_id=customer_id, call=call, now=now,
-                                   repeat_hours=self.repeat_hours, recent=self.recent)
+                                   repeat_hours=self.repeat_hours if repeat_hours is None else repeat_hours,
+                                   recent=self.recent)
 
     def warm_up(self) -> None:
         """Prepare the pop's statements (built and compiled once) before the first call needs them."""

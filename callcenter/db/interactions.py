@@ -121,6 +121,14 @@ class SqlInteractionStore:
             s.flush()
             return row.id
 
+    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False) -> None:
+        """Record a dial-now of a callback: its status, what happened (naming the call), one more try."""
+        values: dict[str, Any] = {"status": status, "result": result[:200], "updated_at": utcnow()}
+        if attempt:
+            values["attempts"] = Callback.attempts + 1
+        with self.db.session() as s:
+            s.execute(update(Callback).where(Callback.id == callback_id).values(**values))
+
     def close_unfinished(self, *, reason: str, at: dt.datetime | None = None, call_ids: list[str] | None = None) -> int:
         """Close calls left open by a crash (of the server, or of one worker when ``call_ids`` is given)."""
         at = at or utcnow()

@@ -21,18 +21,16 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console, ConsoleOptions, Group, RenderableType
-from rich.measure import Measurement
-from rich.segment import Segment
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Label, Static, TextArea
+from textual.widgets import Header, Label, RichLog, Static, TextArea
 
 from callcenter.cti.client import AgentLink
 from callcenter.cti.errors import CtiConnectionError, CtiError, CtiRequestError
@@ -63,6 +61,7 @@ _STATE_STYLE = {
     "wrap_up": "bold black on cyan",
     "logged_out": "bold white on grey37",
 }
+_KEY_LABELS = {"question_mark": "?", "ctrl+q": "^q", "escape": "esc"}
 _LINK_STYLE = {"up": "green", "connecting": "yellow", "down": "bold red", "failed": "bold red"}
 
 # (key, action, when it works) for the help screen; the footer shows the same keys.
@@ -93,25 +92,47 @@ _SERVER_ACTIONS_ANY_ROLE = {"search", "logout"}
 _SERVER_ACTIONS = _AGENT_ACTIONS | _SERVER_ACTIONS_ANY_ROLE
 
 
-class _RenderedOnce:
-    """A renderable drawn once per width: Textual asks for it to measure the height and again to paint,
-    and a full customer 360 (several tables) is worth drawing only once."""
+class PopPane(RichLog):
+    """The screen pop, drawn once into lines (Textual's line API) at the pane's width.
 
-    def __init__(self, renderable: RenderableType) -> None:
-        self.renderable = renderable
-        self._lines: tuple[int, list] | None = None
+    Showing a pop then costs one rich render and a repaint of the visible lines; a widget that
+    sizes itself to its content would render the whole pop again to measure its height and lay
+    the screen out anew. Drawn again only when the pane's width changes.
+    """
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions):
-        width = options.max_width
-        if self._lines is None or self._lines[0] != width:
-            self._lines = (width, console.render_lines(self.renderable, options.update(height=None), pad=False))
-        newline = Segment.line()
-        for line in self._lines[1]:
-            yield from line
-            yield newline
+    def __init__(self, **kwargs) -> None:
+        super().__init__(wrap=True, markup=False, highlight=False, auto_scroll=False, **kwargs)
+        self._shown: RenderableType | None = None
+        self._drawn_width = 0
 
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement(options.max_width, options.max_width)
+    def show(self, renderable: RenderableType) -> None:
+        self._shown = renderable
+        self._draw()
+
+    def _draw(self) -> None:
+        self.clear()
+        if self._shown is None:
+            return
+        width = self.scrollable_content_region.width
+        self._drawn_width = width
+        self.write(self._shown, width=width if width > 0 else None, expand=True)
+        self.scroll_home(animate=False, immediate=True)
+
+    def on_resize(self, event) -> None:
+        if self._shown is not None and self.scrollable_content_region.width != self._drawn_width:
+            self._draw()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._line_style = None
+
+    @property
+    def rich_style(self):
+        """Worked out from the styles of every ancestor: once per style change, not once per line painted."""
+        style = getattr(self, "_line_style", None)
+        if style is None:
+            style = self._line_style = super().rich_style
+        return style
 
 
 def _clock(seconds: float | None) -> str:
@@ -198,16 +219,17 @@ class AgentConsoleApp(App[str | None]):
         yield Header(show_clock=True)
         yield Static(Text("connecting…"), id="statebar")
         with Horizontal(id="main"):
-            with VerticalScroll(id="pop-pane"):
-                yield Static(self._idle(), id="pop")
+            yield PopPane(id="pop-pane")
             with Vertical(id="side"):
                 yield Label("Notes  (e writes, Esc leaves)", id="notes-label")
                 yield TextArea(id="notes", soft_wrap=True, show_line_numbers=False)
                 yield Static(Text(""), id="call-info")
-        yield Footer()
+        yield Static(Text(""), id="keys")
 
     def on_mount(self) -> None:
         self.sub_title = self.model.agent_id
+        self.query_one(PopPane).show(self._idle())
+        self.call_after_refresh(self._refresh_keys)
         # Everything built so far lives as long as the app: keep the collector from walking it on
         # every pass, which would otherwise land in the middle of painting a pop.
         gc.freeze()
@@ -311,6 +333,10 @@ class AgentConsoleApp(App[str | None]):
             self.set_timer(0.15, lambda: self._placeholder(call_id))
         elif change is not None:
             self._refresh_all(pop=change != "pop")
+        if kind in ("call.ended", "call.offer_cancelled", "call.transferred") and self.model.call is None:
+            # Between calls the console has time: a full collection now (a few ms) makes one less
+            # likely to fall in the middle of drawing the next pop (where it costs 15-30 ms).
+            self.call_after_refresh(gc.collect)
 
     def _placeholder(self, call_id: str) -> None:
         call = self.model.owns(call_id)
@@ -370,7 +396,7 @@ class AgentConsoleApp(App[str | None]):
 
     def _render_pop(self) -> None:
         call = self.model.call or self.model.wrap_call
-        view = self._main("#pop", Static)
+        view = self._main("#pop-pane", PopPane)
         if view is None:
             return
         # Each update costs a layout pass: skip it when the pane would show the same thing again.
@@ -381,16 +407,15 @@ class AgentConsoleApp(App[str | None]):
             return
         self._pop_shown = shown
         if call is None:
-            view.update(self._idle())
+            view.show(self._idle())
             return
         if call.pop is not None:
-            view.update(_RenderedOnce(render_pop(call.pop, now=self.server_now(), region=self.model.region,
-                                                 zone=self.zone)))
+            view.show(render_pop(call.pop, now=self.server_now(), region=self.model.region, zone=self.zone))
             return
         context = CallContext(call_id=call.call_id, ani=call.callback or call.ani, display_name=call.display_name,
                               queue=call.queue, waited_seconds=call.waited)
         note = Text(call.pop_error or "Looking up the caller…", style="bold red" if call.pop_error else "dim")
-        view.update(Group(render_call_context(context, region=self.model.region), note))
+        view.show(Group(render_call_context(context, region=self.model.region), note))
 
     def _main(self, selector: str, kind: type[Widget]) -> Widget | None:
         """A widget of the main screen, whatever dialog is on top; None while it is built or torn down."""
@@ -407,15 +432,28 @@ class AgentConsoleApp(App[str | None]):
         info.update(self._call_info(), layout=False)
         if pop:
             self._render_pop()
-        # Rebuilding the footer costs a layout pass: only when the keys on offer changed, and after
-        # the screen with the news (a ringing call, its pop) has been painted.
+        # The key line, after the screen with the news (a ringing call, its pop) has been painted.
         self.call_after_refresh(self._refresh_keys)
 
     def _refresh_keys(self) -> None:
+        """The keys that work now, on the bottom line.
+
+        A line of text rather than Textual's footer: that one rebuilds a widget per key whenever
+        the keys change (idle, ringing, on a call…), a layout pass long enough to hold up a pop.
+        """
         keys = tuple(self.check_action(b.action, ()) for b in self.BINDINGS)
-        if keys != self._keys_shown:
-            self._keys_shown = keys
-            self.refresh_bindings()
+        if keys == self._keys_shown:
+            return
+        bar = self._main("#keys", Static)
+        if bar is None:
+            return
+        self._keys_shown = keys
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for binding, shown in zip(self.BINDINGS, keys):
+            if binding.show and shown:
+                line.append(f" {_KEY_LABELS.get(binding.key, binding.key)} ", style="bold reverse")
+                line.append(f" {binding.description}  ")
+        bar.update(line, layout=False)
 
     def _tick(self) -> None:
         statebar = self._main("#statebar", Static)
@@ -536,7 +574,14 @@ class AgentConsoleApp(App[str | None]):
 
     @work(exclusive=True, group="dialog")
     async def action_callbacks(self) -> None:
-        await self.push_screen_wait(CallbacksScreen(self.request, region=self.model.region, zone=self.model.timezone))
+        await self.push_screen_wait(CallbacksScreen(self.request, region=self.model.region, zone=self.model.timezone,
+                                                    dial_blocked=self._dial_blocked))
+
+    def _dial_blocked(self) -> str | None:
+        """A dial would replace the call waiting for its disposition on this console: that one first."""
+        if self.model.needs_disposition:
+            return "save the disposition of the last call first (Esc, then d)"
+        return None
 
     @work(exclusive=True, group="dialog")
     async def action_recent(self) -> None:

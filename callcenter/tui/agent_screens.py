@@ -489,6 +489,11 @@ class CallbacksScreen(_ListScreen):
             super().__init__()
             self.callback_id = callback_id
 
+    def __init__(self, request: Request, *, region: str, zone: str,
+                 dial_blocked: Callable[[], str | None] = lambda: None) -> None:
+        super().__init__(request, region=region, zone=zone)
+        self.dial_blocked = dial_blocked  # why dialling cannot start now (asked at each dial), or None
+
     @work(exclusive=True)
     async def load(self) -> None:
         from callcenter.cti.errors import CtiError
@@ -545,13 +550,21 @@ class CallbacksScreen(_ListScreen):
     async def dial(self, callback_id: int) -> None:
         from callcenter.cti.errors import CtiError
 
+        blocked = self.dial_blocked()
+        if blocked:
+            self.status(blocked)
+            self.app.notify(f"Dial now: {blocked}", severity="warning", markup=False)
+            return
+
         try:
             data = await self.request("call.dial", callback_id=callback_id)
         except CtiError as exc:
             self.status(f"callback {callback_id}: {exc}")
             self.app.notify(f"Dial now: {exc}", severity="warning", markup=False)
             return
-        self.status(f"dialling {data.get('number')}…")
+        number = display(data.get("number") or "", self.phone_region)
+        self.app.notify(f"Dialling {number}: your phone rings first, then the customer's.", markup=False)
+        self.dismiss(None)  # the pop of the customer comes up on the main screen
 
 
 class RecentScreen(_ListScreen):

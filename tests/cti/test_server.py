@@ -419,13 +419,14 @@ async def test_callbacks_list_and_dial_now(stack):
     with pytest.raises(CtiRequestError) as caught:
         await client.request("call.dial", callback_id=3)
     assert caught.value.code == p.FORBIDDEN, "1002's callback"
-    with pytest.raises(CtiRequestError) as caught:
-        await client.request("call.dial", callback_id=listed[0]["callback_id"])
-    assert caught.value.code == p.NOT_AVAILABLE
-    dialled = []
-    stack.center.dial = lambda agent, number, callback_id=None: dialled.append((agent, number, callback_id)) or True
     assert (await client.request("call.dial", callback_id=1)) == {"number": NUMBER, "callback_id": 1}
-    assert dialled == [("1001", NUMBER, 1)]
+    offer = (await wait_for(lambda: of_type(events, "call.offered")))[-1]
+    assert offer["callback"] == NUMBER, "the agent's phone rings first, with the pop"
+    await stack.center.drain()
+    assert (stack.callbacks()[0].status, stack.callbacks()[0].attempts) == ("in_progress", 1)
+    with pytest.raises(CtiRequestError) as caught:
+        await client.request("call.dial", number="13800138000")
+    assert caught.value.code == p.REFUSED and "reserved" in caught.value.message, "one call at a time"
     await client.close()
 
 

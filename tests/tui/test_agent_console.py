@@ -17,6 +17,7 @@ from callcenter.tui.agent_screens import (
     QuickCreateScreen,
     ReasonPicker,
     SearchScreen,
+    TransferPicker,
 )
 from tests.cti.cti_support import Stack, wait_for
 from tests.tui.tui_support import console, notifications, screen_text, type_text
@@ -320,10 +321,40 @@ async def test_my_callbacks_with_dial_now(stack):
         states = [str(table.get_row_at(i)[1]) for i in range(3)]
         assert states == ["overdue", "due", "later"]
         assert "1 overdue, 1 due now" in screen_text(app)
-        await pilot.press("d")
-        await wait_for(lambda: any("Dial now" in n and "not available" in n for n in notifications(app)))
-        await pilot.press("escape")
+        await pilot.press("d")  # the overdue one of mine, at the top
         await wait_for(lambda: not isinstance(app.screen, CallbacksScreen))
+        assert any("Dialling 139 1234 5678" in n for n in notifications(app))
+        await wait_for(lambda: app.model.call is not None and app.pop_painted)
+        await pilot.pause()
+        assert app.model.call.callback == NUMBER and app.model.call.phase == "ringing"
+        assert "RINGING" in screen_text(app) and "139 1234 5678" in screen_text(app)
+        await stack.center.drain()
+        first = stack.callbacks()[0]
+        assert (first.status, first.attempts) == ("in_progress", 1)
+        agent_leg = await stack.answer("1001")
+        customer = stack.fake.sent(tp.Dial)[-1]
+        assert customer.peer == agent_leg and customer.uri.startswith("sip:8613912345678@")
+        stack.fake.inject(tp.LegAnswered(leg=customer.leg))
+        await stack.settle()
+        await wait_for(lambda: app.model.state == "on_call")
+        assert stack.callbacks()[0].status == "done"
+        call_id = app.model.call.call_id
+        row = stack.store.get(call_id)
+        assert row["direction"] == "outbound" and row["outcome"] == "callback_answered" and row["ani"] == NUMBER
+        stack.fake.inject(tp.LegEnded(leg=customer.leg, cause="remote_bye"))
+        await stack.settle()
+        stack.fake.inject(tp.LegEnded(leg=agent_leg, cause="local_hangup"))
+        await stack.settle()
+        await wait_for(lambda: isinstance(app.screen, DispositionScreen))
+        await pilot.pause()
+        await pilot.press("ctrl+s")  # "Resolved"
+        await wait_for(lambda: stack.dispositions(call_id))
+        assert stack.dispositions(call_id) == [("resolved", None, "1001")]
+        await pilot.press("c")
+        screen = await wait_for(lambda: isinstance(app.screen, CallbacksScreen) and app.screen)
+        table = screen.query_one(DataTable)
+        await wait_for(lambda: table.row_count == 2)
+        assert [str(table.get_row_at(i)[1]) for i in range(2)] == ["due", "later"], "the kept one is gone"
 
 
 async def test_search_and_recent_contacts_show_the_customer(stack):
@@ -401,3 +432,63 @@ async def test_log_out_at_the_end_of_the_shift(stack):
         await pilot.press("y")
         await wait_for(lambda: app.return_value == "logged out")
     assert stack.center.agent_snapshot("1002")["state"] == "logged_out"
+
+
+async def pick_transfer_target(app, pilot, target: str) -> None:
+    await pilot.press("t")
+    picker = await wait_for(lambda: isinstance(app.screen, TransferPicker) and app.screen)
+    await pilot.pause()
+    options = picker.query_one(OptionList)
+    options.highlighted = options.get_option_index(target)
+    await pilot.press("enter")
+    await wait_for(lambda: not isinstance(app.screen, TransferPicker))
+
+
+async def test_blind_transfer_to_an_agent_refused_while_busy_then_done(stack):
+    app = console(stack, "1001")
+    async with app.run_test(size=SIZE) as pilot:
+        leg = await ringing(stack, app, pilot)  # 1002 is on break
+        await stack.answer("1001")
+        await wait_for(lambda: app.model.state == "on_call")
+        await pick_transfer_target(app, pilot, "agent:1002")
+        await wait_for(lambda: any("not available" in n for n in notifications(app)))
+        assert any("1002" in n and "not ready" in n for n in notifications(app)), notifications(app)
+        await pilot.pause()
+        assert app.model.state == "on_call" and "ON CALL" in screen_text(app), "the call stays with the agent"
+        stack.center.ready("1002")
+        await pick_transfer_target(app, pilot, "agent:1002")
+        await wait_for(lambda: app.model.state == "wrap_up")
+        assert "Transferred to agent:1002" in notifications(app)
+        ring = stack.agent_leg("1002")
+        assert [d for d in stack.fake.sent(tp.Dial) if d.leg == ring][0].peer == leg
+        assert stack.center.agent_snapshot("1002")["state"] == "reserved"
+        stack.fake.inject(tp.LegAnswered(leg=ring))
+        await stack.settle()
+        form = await wait_for(lambda: isinstance(app.screen, DispositionScreen) and app.screen)
+        await pilot.pause()
+        call_id = app.model.wrap_call.call_id
+        await pilot.press("ctrl+s")  # after 1002 has answered: 1001 still saves its part
+        await wait_for(lambda: stack.dispositions(call_id))
+        assert stack.dispositions(call_id) == [("resolved", None, "1001")] and form is not None
+
+
+async def test_dial_now_waits_for_the_disposition_of_the_last_call(stack):
+    stack.store.add_callback(number=NUMBER, customer_id=None, queue="general", due_from=stack.clock(),
+                             due_until=None, source="agent", owner_agent_id="1001")
+    app = console(stack, "1001")
+    async with app.run_test(size=SIZE) as pilot:
+        leg = await ringing(stack, app, pilot)
+        await stack.answer("1001")
+        await stack.caller_hangs_up(leg, "1001")
+        await wait_for(lambda: isinstance(app.screen, DispositionScreen))
+        await pilot.pause()
+        await pilot.press("escape")  # postponed
+        await wait_for(lambda: not isinstance(app.screen, DispositionScreen))
+        await pilot.press("c")
+        screen = await wait_for(lambda: isinstance(app.screen, CallbacksScreen) and app.screen)
+        await wait_for(lambda: screen.query_one(DataTable).row_count == 1)
+        dials = len(stack.fake.sent(tp.Dial))
+        await pilot.press("d")
+        await wait_for(lambda: any("disposition of the last call first" in n for n in notifications(app)))
+        assert isinstance(app.screen, CallbacksScreen) and len(stack.fake.sent(tp.Dial)) == dials, "nothing dialled"
+        assert stack.callbacks()[0].status == "pending"

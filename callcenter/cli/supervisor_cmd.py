@@ -1,0 +1,63 @@
+"""``callcenter supervisor``: the supervisor's dashboard (a Textual app) connected to the server over CTI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from callcenter.cli import app, state
+from callcenter.cli.agent_cmd import read_pin
+from callcenter.errors import CallCenterError
+
+
+@app.command("supervisor")
+def supervisor_cmd(
+    ctx: typer.Context,
+    supervisor: Annotated[str, typer.Option("--id", "-i", help="Your supervisor id (an \\[agents.ID] with role = \"supervisor\").")],
+    server: Annotated[
+        Optional[str],
+        typer.Option("--server", help="CTI server URL, ws://HOST:PORT or wss://HOST:PORT (default: cti.listen)."),
+    ] = None,
+    pin_file: Annotated[
+        Optional[Path], typer.Option("--pin-file", help="Read the PIN from this file (scripts; chmod 600).")
+    ] = None,
+    ca_file: Annotated[
+        Optional[Path], typer.Option("--ca-file", help="For wss://: trust this CA or self-signed certificate (PEM).")
+    ] = None,
+) -> None:
+    """Open the supervisor dashboard: live queues and agents, alerts, trends, staffing, and agent actions.
+
+    Modes, one key each: 1 wallboard (every queue: waiting, longest wait, service level both ways,
+    ASA, AHT, offered/answered/abandoned today, agents by state; amber then red as a queue slips;
+    calls blocked because every worker was full), 2 agents (sort with o, filter with /, force a
+    state with f, change skills with k), 3 queue detail (waiting callers and why the oldest
+    waits), 4 trends (last hour), 5 staffing (Erlang C). Press ? in the dashboard for every key.
+
+    Only accounts with role = "supervisor" may open it; agents use `callcenter agent`. The PIN is
+    asked for (hidden) unless --pin-file or $CALLCENTER_PIN gives it. Every action is written to
+    the audit log with your id. Alert thresholds are in the \\[supervisor] section of the settings.
+    """
+    from callcenter.cti.client import client_ssl_context, default_url
+
+    settings = state(ctx).settings
+    url = server or default_url(settings)
+    if not url.startswith(("ws://", "wss://")):
+        raise CallCenterError(f"--server {url!r}: write it as ws://HOST:PORT or wss://HOST:PORT")
+    if ca_file is not None and not ca_file.is_file():
+        raise CallCenterError(f"--ca-file {ca_file}: no such file")
+    pin = read_pin(pin_file)
+    if pin is None:
+        pin = typer.prompt(f"PIN for supervisor {supervisor}", hide_input=True)
+    try:
+        ssl_context = client_ssl_context(url, str(ca_file) if ca_file else None)
+    except (OSError, ValueError) as exc:
+        raise CallCenterError(f"--ca-file {ca_file}: {exc}") from None
+
+    from callcenter.tui.supervisor_console import SupervisorApp
+
+    dashboard = SupervisorApp(url=url, supervisor_id=supervisor, pin=pin, ssl_context=ssl_context)
+    message = dashboard.run()
+    if dashboard.return_code:
+        raise CallCenterError(message or "the dashboard stopped")

@@ -1,0 +1,271 @@
+"""The supervisor dashboard's view of the center, apart from the widgets: server data in, rows out.
+
+It is changed only by what the server says: the ``supervisor.snapshot`` reply (everything) and
+``supervisor.update`` events (only the rows that changed). Times that grow by themselves (the
+oldest caller's wait, an agent's time in state) are kept as the server's timestamps and worked
+out against the server's clock, so they tick on screen between updates and agree across
+dashboards. Alerts, sorting and filtering are plain functions here. No Textual: tests use dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+STATE_LABELS = {
+    "logged_out": "Logged out",
+    "available": "Available",
+    "reserved": "Ringing",
+    "on_call": "On call",
+    "wrap_up": "Wrap-up",
+    "not_ready": "Not ready",
+}
+OK, AMBER, RED = "ok", "amber", "red"
+_ORDER = {RED: 2, AMBER: 1, OK: 0}
+
+# (column id, title) of the agents view; sorting cycles through these
+AGENT_COLUMNS = [
+    ("agent", "Agent"), ("name", "Name"), ("state", "State"), ("reason", "Reason"), ("in_state", "In state"),
+    ("caller", "Caller"), ("queue", "Queue"), ("calls", "Calls"), ("aht", "AHT"), ("occupancy", "Occupancy"),
+]
+_STATE_RANK = {"on_call": 0, "reserved": 1, "wrap_up": 2, "available": 3, "not_ready": 4, "logged_out": 5}
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def clock(seconds: float | None) -> str:
+    """``m:ss`` or ``h:mm:ss``; empty for None."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+def seconds_text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}s"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    wait_amber_seconds: float = 60
+    wait_red_seconds: float = 180
+    sl_red_margin: float = 0.1
+
+    @classmethod
+    def of(cls, data: dict[str, Any] | None) -> Thresholds:
+        data = data or {}
+        return cls(**{k: float(data[k]) for k in ("wait_amber_seconds", "wait_red_seconds", "sl_red_margin")
+                      if isinstance(data.get(k), (int, float))})
+
+
+def longest_wait(queue: dict[str, Any], now: dt.datetime) -> float:
+    """The oldest caller's wait now (0 when nobody waits)."""
+    since = parse_time(queue.get("oldest_since"))
+    if since is None or not (queue.get("waiting") or queue.get("ringing")):
+        return 0.0
+    return max(0.0, (now - since).total_seconds())
+
+
+def alert(queue: dict[str, Any], thresholds: Thresholds, now: dt.datetime) -> tuple[str, list[str]]:
+    """``(level, reasons)``: amber below the service-level target or past the amber wait, red
+    further below (``sl_red_margin``) or past the red wait. The service level compared is the
+    stricter one: answered within the threshold over answered + abandoned."""
+    level, reasons = OK, []
+    sl, target = queue.get("sl2"), queue.get("sl_target")
+    if isinstance(sl, (int, float)) and isinstance(target, (int, float)) and sl < target:
+        level = RED if sl < target - thresholds.sl_red_margin else AMBER
+        reasons.append(f"service level {percent(sl)} < target {percent(target)}")
+    wait = longest_wait(queue, now)
+    if wait > thresholds.wait_amber_seconds:
+        red = wait > thresholds.wait_red_seconds
+        if red or level == OK:
+            level = RED if red else AMBER
+        reasons.append(f"oldest caller waiting {clock(wait)}")
+    return level, reasons
+
+
+def caller_text(call: dict[str, Any] | None) -> str:
+    if not call:
+        return ""
+    number = call.get("ani") or "withheld"
+    name = call.get("display_name")
+    return f"{number} “{name}”" if name else str(number)
+
+
+@dataclass
+class SupervisorModel:
+    supervisor_id: str
+    name: str = ""
+    center: str = ""
+    timezone: str = "UTC"
+    region: str = "CN"
+    link: str = "connecting"
+    link_detail: str = ""
+    logins: int = 0
+    loaded: bool = False
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    staffing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    not_ready_reasons: list[str] = field(default_factory=list)
+    server_offset: dt.timedelta = dt.timedelta(0)
+    updates: int = 0
+
+    # ------------------------------------------------------------------ in
+
+    def on_login(self, data: dict[str, Any]) -> None:
+        agent = data.get("agent") or {}
+        self.name = str(agent.get("name") or "")
+        self.center = str(data.get("center") or "")
+        self.timezone = str(data.get("timezone") or "UTC")
+        self.region = str(data.get("region") or "CN")
+        self.not_ready_reasons = list(data.get("not_ready_reasons") or [])
+        self.logins += 1
+
+    def learn_time(self, stamp: Any, local_now: dt.datetime) -> None:
+        moment = parse_time(stamp)
+        if moment is not None:
+            self.server_offset = moment - local_now
+
+    def on_snapshot(self, data: dict[str, Any], local_now: dt.datetime) -> None:
+        self.learn_time(data.get("server_time"), local_now)
+        self.queues = {q["queue"]: q for q in data.get("queues") or []}
+        self.agents = {a["agent_id"]: a for a in data.get("agents") or []}
+        self.staffing = {s["queue"]: s for s in data.get("staffing") or []}
+        self.counters = dict(data.get("counters") or {})
+        self.thresholds = Thresholds.of(data.get("thresholds"))
+        if data.get("not_ready_reasons"):
+            self.not_ready_reasons = list(data["not_ready_reasons"])
+        self.loaded = True
+
+    def on_update(self, event: dict[str, Any], local_now: dt.datetime) -> dict[str, set[str] | bool]:
+        """Apply a ``supervisor.update``; returns what changed: queue ids, agent ids, counters, staffing."""
+        self.learn_time(event.get("server_time"), local_now)
+        self.updates += 1
+        queues = {q["queue"] for q in event.get("queues") or () if isinstance(q, dict) and "queue" in q}
+        for row in event.get("queues") or ():
+            if isinstance(row, dict) and row.get("queue") in queues:
+                self.queues[row["queue"]] = row
+        agents = set()
+        for row in event.get("agents") or ():
+            if isinstance(row, dict) and "agent_id" in row:
+                self.agents[row["agent_id"]] = row
+                agents.add(row["agent_id"])
+        counters = False
+        if isinstance(event.get("counters"), dict) and event["counters"] != self.counters:
+            self.counters = dict(event["counters"])
+            counters = True
+        staffing = False
+        if isinstance(event.get("staffing"), list):
+            self.staffing = {s["queue"]: s for s in event["staffing"] if isinstance(s, dict) and "queue" in s}
+            staffing = True
+        return {"queues": queues, "agents": agents, "counters": counters, "staffing": staffing}
+
+    # ------------------------------------------------------------------ out
+
+    def now(self, local_now: dt.datetime) -> dt.datetime:
+        return local_now + self.server_offset
+
+    def queue_ids(self) -> list[str]:
+        return list(self.queues)
+
+    def totals(self) -> dict[str, int]:
+        """Across queues: waiting; across agents (each counted once): states."""
+        out = {"waiting": sum(int(q.get("waiting") or 0) for q in self.queues.values())}
+        for state in STATE_LABELS:
+            out[state] = 0
+        for a in self.agents.values():
+            out[a.get("state", "logged_out")] = out.get(a.get("state", "logged_out"), 0) + 1
+        return out
+
+    def worst(self, now: dt.datetime) -> str:
+        levels = [alert(q, self.thresholds, now)[0] for q in self.queues.values()]
+        return max(levels, key=_ORDER.__getitem__, default=OK)
+
+    def time_in_state(self, agent: dict[str, Any], now: dt.datetime) -> float | None:
+        since = parse_time(agent.get("since"))
+        return None if since is None else max(0.0, (now - since).total_seconds())
+
+    def agent_matches(self, agent: dict[str, Any], text: str) -> bool:
+        """Every word of ``text`` appears in the agent's id, name, state, reason, queues or caller."""
+        if not text.strip():
+            return True
+        call = agent.get("call") or {}
+        hay = " ".join(str(x) for x in (
+            agent.get("agent_id"), agent.get("name"), agent.get("state"), STATE_LABELS.get(agent.get("state"), ""),
+            agent.get("reason") or "", " ".join(agent.get("queues") or ()), call.get("queue") or "",
+            caller_text(call),
+        )).lower()
+        return all(word in hay for word in text.lower().split())
+
+    def sort_value(self, agent: dict[str, Any], column: str, now: dt.datetime) -> tuple:
+        call = agent.get("call") or {}
+        value: Any
+        if column == "agent":
+            value = agent.get("agent_id") or ""
+        elif column == "name":
+            value = (agent.get("name") or "").lower()
+        elif column == "state":
+            value = _STATE_RANK.get(agent.get("state"), 9)
+        elif column == "reason":
+            value = agent.get("reason") or ""
+        elif column == "in_state":
+            value = self.time_in_state(agent, now) or 0.0
+        elif column == "caller":
+            value = caller_text(call)
+        elif column == "queue":
+            value = call.get("queue") or ""
+        else:
+            value = agent.get(column)
+        missing = value is None or value == ""
+        return (missing, value if not missing else 0, agent.get("agent_id") or "")
+
+    def agents_view(self, *, sort: str = "agent", reverse: bool = False, text: str = "",
+                    now: dt.datetime) -> list[dict[str, Any]]:
+        """Agents that match ``text``, sorted by ``sort`` (empty values last either way)."""
+        rows = [a for a in self.agents.values() if self.agent_matches(a, text)]
+        present = [a for a in rows if not self.sort_value(a, sort, now)[0]]
+        missing = [a for a in rows if self.sort_value(a, sort, now)[0]]
+        present.sort(key=lambda a: self.sort_value(a, sort, now), reverse=reverse)
+        missing.sort(key=lambda a: a.get("agent_id") or "")
+        return present + missing
+
+
+def parse_skills(text: str) -> dict[str, int]:
+    """``"sales=3 support=2"`` (or commas) as a dict; raises ValueError with a message for the user."""
+    out: dict[str, int] = {}
+    for part in text.replace(",", " ").split():
+        name, sep, level = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"{part!r}: write each skill as name=level, e.g. sales=3")
+        try:
+            number = int(level)
+        except ValueError:
+            raise ValueError(f"{part!r}: the level must be a whole number from 1 to 5") from None
+        if not 1 <= number <= 5:
+            raise ValueError(f"{part!r}: the level must be from 1 to 5 (leave a skill out to remove it)")
+        if name in out:
+            raise ValueError(f"{name!r} is given twice")
+        out[name] = number
+    return out
+
+
+def skills_text(skills: dict[str, int] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted((skills or {}).items()))
