@@ -1080,7 +1080,7 @@ class ContactCenter:
             raise RequestRefused(f"{number} could not be dialled now (agent state: {self.engine.agent_state(agent_id)[0]})")
         if callback_id is not None:
             self._write(self.store.callback_progress, callback_id, status="in_progress", attempt=True,
-                        result=f"dialled on call {call.call_id} by agent {agent_id}")
+                        call_id=call.call_id, result=f"dialled on call {call.call_id} by agent {agent_id}")
         log.info("agent %s dials %s (callback %s) on call %s", agent_id, number, callback_id, call.call_id)
         return True
 

@@ -27,7 +27,8 @@ class ContactStore(Protocol):
     def save_disposition(self, *, call_id: str, code: str, notes: str | None, agent_id: str | None,
                          callback: dict[str, Any] | None = None) -> int: ...
 
-    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False) -> None: ...
+    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False,
+                          call_id: str | None = None) -> None: ...
 
     def audit(self, *, actor: str, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
         """Append to the audit log (who did what to whom): supervisor actions."""
@@ -82,9 +83,12 @@ class InMemoryContactStore:
         self.callbacks.append(values)
         return len(self.callbacks)
 
-    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False) -> None:
+    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False,
+                          call_id: str | None = None) -> None:
         cb = self.callbacks[callback_id - 1]
         cb.update(status=status, result=result, attempts=cb.get("attempts", 0) + (1 if attempt else 0))
+        if call_id is not None:
+            cb["last_attempt"] = call_id
 
     def close_unfinished(self, *, reason: str, at: dt.datetime | None = None,
                          call_ids: list[str] | None = None) -> int:

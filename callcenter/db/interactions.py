@@ -121,11 +121,14 @@ class SqlInteractionStore:
             s.flush()
             return row.id
 
-    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False) -> None:
-        """Record a dial-now of a callback: its status, what happened (naming the call), one more try."""
+    def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False,
+                          call_id: str | None = None) -> None:
+        """Record a dial-now of a callback: its status, what happened, one more try, and its contact."""
         values: dict[str, Any] = {"status": status, "result": result[:200], "updated_at": utcnow()}
         if attempt:
             values["attempts"] = Callback.attempts + 1
+        if call_id is not None:  # the outbound interaction, opened before this by the same writer
+            values["last_attempt_id"] = select(Interaction.id).where(Interaction.call_id == call_id).scalar_subquery()
         with self.db.session() as s:
             s.execute(update(Callback).where(Callback.id == callback_id).values(**values))
 

@@ -71,6 +71,7 @@ async def test_dial_now_rings_the_agent_then_the_customer_and_keeps_the_callback
     row = h.store.rows[call_id]
     assert row["direction"] == "outbound" and row["ani"] == NUMBER and row["customer_id"] == 7
     assert h.store.callbacks[0]["status"] == "in_progress" and h.store.callbacks[0]["attempts"] == 1
+    assert h.store.callbacks[0]["last_attempt"] == call_id, "the callback points at its outbound contact"
     agent_dial = h.dials()[-1]
     assert agent_dial.uri == h.settings.agents["1001"].phone and agent_dial.caller_id == NUMBER
     with pytest.raises(RequestRefused, match="reserved"):

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from callcenter.db.interactions import SqlInteractionStore
-from callcenter.db.models import Callback, Disposition
+from callcenter.db.models import Callback, Disposition, Interaction
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 
@@ -50,3 +50,22 @@ def test_close_unfinished_after_a_crash(migrated_db):
     assert store.close_unfinished(reason="server_restart") == 1
     assert [store.get(c)["outcome"] for c in "abc"] == ["answered", "failed_worker", "server_restart"]
     assert store.count_open() == 0
+
+
+def test_a_dial_now_attempt_points_the_callback_at_its_contact(migrated_db):
+    store = SqlInteractionStore(migrated_db)
+    with migrated_db.session() as s:
+        callback = Callback(number="+8613912345678", source="agent", status="pending", due_from=T0)
+        s.add(callback)
+        s.flush()
+        callback_id = callback.id
+    for call_id in ("first", "second"):
+        store.open(call_id=call_id, direction="outbound", ani="+8613912345678", dnis="4008001234", display_name=None,
+                   customer_id=None, arrived_at=T0)
+        store.callback_progress(callback_id, status="in_progress", result=f"dialled on call {call_id}", attempt=True,
+                                call_id=call_id)
+    store.callback_progress(callback_id, status="pending", result="busy")  # settling keeps the link
+    with migrated_db.session() as s:
+        callback = s.get(Callback, callback_id)
+        second = s.scalar(select(Interaction.id).where(Interaction.call_id == "second"))
+        assert (callback.status, callback.attempts, callback.last_attempt_id) == ("pending", 2, second)

@@ -167,7 +167,7 @@ async def test_real_call_pops_on_the_console_and_the_disposition_is_saved(tmp_pa
 async def test_dial_now_rings_the_agent_phone_then_the_customer_and_keeps_the_callback(tmp_path, prompts):
     phone_port, customer_port = free_udp_port(), free_udp_port()
     server = Server(tmp_path, free_udp_port(4), f"sqlite:///{tmp_path / 'cc.db'}", prompts, {"1001": phone_port},
-                    extra=["--set", f"sip.outbound_uri=sip:{{number}}@127.0.0.1:{customer_port}",
+                    extra=["-v", "--set", f"sip.outbound_uri=sip:{{number}}@127.0.0.1:{customer_port}",
                            *[arg for agent in ("1002", "1003", "1004", "1005")
                              for arg in ("--set", f"agents.{agent}.auto_login=false")]])
     assert server.run("db", "upgrade").returncode == 0
@@ -190,10 +190,11 @@ async def test_dial_now_rings_the_agent_phone_then_the_customer_and_keeps_the_ca
             await until(lambda: app.model.link == "up" and app.model.state == "available", 20, "console logged in")
             await pilot.press("c")
             screen = await until(lambda: isinstance(app.screen, CallbacksScreen) and app.screen, 10, "callbacks")
-            await until(lambda: screen.query_one(DataTable).row_count == 1, 10, "one callback listed")
+            await until(lambda: screen.query_one(DataTable).row_count == 1 and screen.rows, 10, "one callback listed")
+            await pilot.pause()
             await pilot.press("d")
             await until(lambda: app.model.call is not None and app.pop_painted, 20, "own phone ringing with the pop",
-                        lambda: server.text()[-3000:] + "\n".join(notifications(app)))
+                        lambda: server.text()[-6000:] + "\n".join(notifications(app)) + "\n" + screen_text(app))
             assert app.model.call.callback == NUMBER
             assert "Li Lei" in screen_text(app)
             await until(lambda: app.model.state == "on_call", 20, "agent answered")
@@ -221,6 +222,7 @@ async def test_dial_now_rings_the_agent_phone_then_the_customer_and_keeps_the_ca
         assert row.ani == NUMBER and row.customer_id == customer_id and row.answered_at and row.ended_at
         (callback,) = s.scalars(select(Callback))
         assert (callback.status, callback.attempts) == ("done", 1) and call_id in callback.result
+        assert callback.last_attempt_id == row.id, "the callback points at the contact that kept it"
         assert [(d.code, d.agent_id) for d in s.scalars(select(Disposition))] == [("resolved", "1001")]
     db.dispose()
 
