@@ -125,6 +125,7 @@ class ContactCenter:
         self.by_leg: dict[str, str] = {}
         self.phones = {aid: a.phone for aid, a in settings.agents.items()}
         self.last_call_of_agent: dict[str, str] = {}
+        self.last_disposed: dict[str, str] = {}  # agent -> the last call they saved a disposition for
         self.handled_by: dict[str, str] = {}  # call -> agent who answered it, for dispositions
         self.transferred_from: dict[str, set[str]] = {}  # call -> agents who had it before a blind transfer
         self.wrap_started: dict[str, dt.datetime] = {}
@@ -933,6 +934,7 @@ class ContactCenter:
             raise DispositionRefused(f"call {call_id} was not handled by agent {agent_id}")
         self._write(self.store.save_disposition, call_id=call_id, code=code, notes=(notes or None) and notes[:4000],
                     agent_id=agent_id, callback=callback)
+        self.last_disposed[agent_id] = call_id
 
     def agent_snapshot(self, agent_id: str) -> dict[str, Any]:
         """The agent's state and current call, for a console that (re)connects."""
@@ -1058,6 +1060,10 @@ class ContactCenter:
             raise RequestRefused(f"you can dial when available or in wrap-up, not while {state.replace('_', ' ')}")
         if any(c.agent_id == agent_id and c.phase in (RINGING, CONNECTED) for c in self.calls.values()):
             raise RequestRefused("you already have a call")
+        last = self.last_call_of_agent.get(agent_id)
+        if state == "wrap_up" and last is not None and self.last_disposed.get(agent_id) != last:
+            # Dialling ends the wrap-up: the contact just handled must not be left without its code.
+            raise RequestRefused(f"save the disposition of your last call ({last}) first")
         if not self.phones.get(agent_id):
             raise RequestRefused("no phone is configured for you")
         if queue not in self.settings.queues:

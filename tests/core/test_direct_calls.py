@@ -133,3 +133,18 @@ async def test_dial_refused_while_on_a_call_or_not_ready(h):
     with pytest.raises(RequestRefused, match="not ready"):
         h.cc.dial(other, NUMBER)
     assert len(h.store.rows) == 1, "a refused dial records nothing"
+
+
+async def test_dial_from_wrap_up_waits_for_the_last_calls_disposition(h):
+    leg, dial, agent = await connected_call(h)
+    call_id = h.only_call_id()
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await h.settle()
+    assert h.cc.engine.agent_state(agent)[0] == "wrap_up"
+    with pytest.raises(RequestRefused, match=f"disposition of your last call \\({call_id}\\)"):
+        h.cc.dial(agent, NUMBER)
+    assert len(h.store.rows) == 1, "the refused dial records nothing"
+    h.cc.dispose(agent, call_id, "resolved")
+    assert h.cc.dial(agent, NUMBER)
+    await h.settle()
+    assert len(h.store.rows) == 2 and h.dials()[-1].uri == h.settings.agents[agent].phone
