@@ -14,6 +14,15 @@ from callcenter.errors import CallCenterError
 
 PIN_ENV = "CALLCENTER_PIN"
 
+# The options every console shares (agent and supervisor).
+ServerOption = Annotated[
+    Optional[str], typer.Option("--server", help="CTI server URL, ws://HOST:PORT or wss://HOST:PORT (default: cti.listen).")
+]
+PinFileOption = Annotated[Optional[Path], typer.Option("--pin-file", help="Read the PIN from this file (scripts; chmod 600).")]
+CaFileOption = Annotated[
+    Optional[Path], typer.Option("--ca-file", help="For wss://: trust this CA or self-signed certificate (PEM).")
+]
+
 
 def read_pin(pin_file: Path | None, environ: dict[str, str] | os._Environ = os.environ) -> str | None:
     """The PIN from ``--pin-file`` (first line), else ``$CALLCENTER_PIN``; None means: ask for it."""
@@ -38,16 +47,9 @@ def read_pin(pin_file: Path | None, environ: dict[str, str] | os._Environ = os.e
 def agent_cmd(
     ctx: typer.Context,
     agent: Annotated[str, typer.Option("--agent", "-a", help="Your agent id (as in [agents.ID]).")],
-    server: Annotated[
-        Optional[str],
-        typer.Option("--server", help="CTI server URL, ws://HOST:PORT or wss://HOST:PORT (default: cti.listen)."),
-    ] = None,
-    pin_file: Annotated[
-        Optional[Path], typer.Option("--pin-file", help="Read the PIN from this file (scripts; chmod 600).")
-    ] = None,
-    ca_file: Annotated[
-        Optional[Path], typer.Option("--ca-file", help="For wss://: trust this CA or self-signed certificate (PEM).")
-    ] = None,
+    server: ServerOption = None,
+    pin_file: PinFileOption = None,
+    ca_file: CaFileOption = None,
     not_ready: Annotated[
         Optional[str], typer.Option("--not-ready", help="Log in not ready with this reason (e.g. break) instead of available.")
     ] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from callcenter.cli import app, state
-from callcenter.cli.agent_cmd import read_pin
+from callcenter.cli.agent_cmd import CaFileOption, PinFileOption, ServerOption, read_pin
 from callcenter.errors import CallCenterError
 
 
@@ -16,16 +16,9 @@ from callcenter.errors import CallCenterError
 def supervisor_cmd(
     ctx: typer.Context,
     supervisor: Annotated[str, typer.Option("--id", "-i", help="Your supervisor id (an \\[agents.ID] with role = \"supervisor\").")],
-    server: Annotated[
-        Optional[str],
-        typer.Option("--server", help="CTI server URL, ws://HOST:PORT or wss://HOST:PORT (default: cti.listen)."),
-    ] = None,
-    pin_file: Annotated[
-        Optional[Path], typer.Option("--pin-file", help="Read the PIN from this file (scripts; chmod 600).")
-    ] = None,
-    ca_file: Annotated[
-        Optional[Path], typer.Option("--ca-file", help="For wss://: trust this CA or self-signed certificate (PEM).")
-    ] = None,
+    server: ServerOption = None,
+    pin_file: PinFileOption = None,
+    ca_file: CaFileOption = None,
 ) -> None:
     """Open the supervisor dashboard: live queues and agents, alerts, trends, staffing, and agent actions.
 

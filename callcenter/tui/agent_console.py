@@ -28,11 +28,11 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Header, Label, RichLog, Static, TextArea
 
 from callcenter.cti.client import AgentLink
+from callcenter.tui import cti_link
 from callcenter.cti.errors import CtiConnectionError, CtiError, CtiRequestError
 from callcenter.tui.agent_model import AgentModel, CallView
 from callcenter.tui.agent_screens import (
@@ -169,21 +169,9 @@ class AgentConsoleApp(App[str | None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    class LinkChanged(Message):
-        def __init__(self, status: str, detail: str) -> None:
-            super().__init__()
-            self.status = status
-            self.detail = detail
-
-    class LoggedIn(Message):
-        def __init__(self, data: dict[str, Any]) -> None:
-            super().__init__()
-            self.data = data
-
-    class EventReceived(Message):
-        def __init__(self, event: dict[str, Any]) -> None:
-            super().__init__()
-            self.event = event
+    LinkChanged = cti_link.LinkChanged
+    LoggedIn = cti_link.LoggedIn
+    EventReceived = cti_link.EventReceived
 
     def __init__(
         self,

@@ -23,9 +23,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.message import Message
 
 from callcenter.cti.client import AgentLink
+from callcenter.tui import cti_link
 from callcenter.cti.errors import CtiError, CtiRequestError
 from callcenter.tui.agent_screens import ConfirmScreen, HelpScreen
 from callcenter.tui.supervisor_model import OK, STATE_LABELS, SupervisorModel, skills_text
@@ -88,21 +88,9 @@ class SupervisorApp(App[str | None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    class LinkChanged(Message):
-        def __init__(self, status: str, detail: str) -> None:
-            super().__init__()
-            self.status = status
-            self.detail = detail
-
-    class LoggedIn(Message):
-        def __init__(self, data: dict[str, Any]) -> None:
-            super().__init__()
-            self.data = data
-
-    class EventReceived(Message):
-        def __init__(self, event: dict[str, Any]) -> None:
-            super().__init__()
-            self.event = event
+    LinkChanged = cti_link.LinkChanged
+    LoggedIn = cti_link.LoggedIn
+    EventReceived = cti_link.EventReceived
 
     def __init__(
         self,
