@@ -474,6 +474,7 @@ class QueueScreen(ModeScreen):
             return  # the callers are redrawn when the server's detail comes (it is asked for on each change)
         table = self.query_one("#callers-table", DataTable)
         detail = self.detail if self.detail and self.detail.get("queue") == qid else None
+        cursor = table.cursor_row  # kept across the once-a-second redraw
         table.clear()
         why = self.query_one("#why", Static)
         if detail is None:
@@ -492,6 +493,8 @@ class QueueScreen(ModeScreen):
             table.add_row(Text(str(c.get("position"))), caller, Text(clock(waited)), Text(str(c.get("priority"))),
                           safe_text(skills_text(c.get("skills")) or "any agent", limit=40),
                           Text(str(c.get("relax_step") or "")), key=c.get("call_id"))
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1), animate=False, scroll=False)
         why.update(self._why(detail))
 
     def _why(self, detail: dict[str, Any]) -> Text:

@@ -261,6 +261,11 @@ async def test_queue_detail_lists_waiting_callers_and_why_the_oldest_waits(stack
         assert "139 0000 0002" in next(line for line in shown.splitlines() if line.strip().startswith("2 "))
         assert "Why the oldest caller is still waiting" in shown and "2 not ready" in shown
         assert "not ready (lunch)" in shown
+        await pilot.press("down")  # the second caller stays selected through the once-a-second redraw
+        table = app.screen.query_one("#callers-table")
+        assert table.cursor_row == 1
+        await pilot.pause(1.2)
+        assert table.cursor_row == 1
         stack.center.ready("1002")  # takes the oldest: the detail follows
         await wait_for(lambda: app.screen.detail and app.screen.detail["waiting"] == 1, timeout=3)
         await pilot.press("right_square_bracket")
