@@ -826,12 +826,25 @@ class AcdEngine:
                 self._forget(c)
                 c.q.st.callbacks_cancelled += 1
                 return
+            self._start_queue_timers(c)
         c.agent = None
         c.state = WAITING
         self._index_call(c)
         if c.overflow_due:
             c.overflow_due = False
             self._overflow_waiting(c, "max_wait")
+
+    def _start_queue_timers(self, c: _Call) -> None:
+        """A transferred caller joins its queue for real: the queue's skills, overflow, announcements."""
+        q, s, now = c.q, c.q.s, self._now
+        c.base = _merge_skills(q.base, c.extra)
+        c.req, c.step = c.base, 0
+        if s.overflow is not None:
+            self._timer(now + s.overflow.after_seconds, _MAXWAIT, c.id, c.seq)
+        if s.announce_every_seconds > 0:
+            self._timer(now + s.announce_every_seconds, _ANNOUNCE, c.id, c.seq)
+        if c.base and s.relax_after_seconds:
+            self._timer(now + s.relax_after_seconds[0], _RELAX, c.id, c.seq, 1)
 
     def _offer(self, c: _Call, a: _Agent, trigger: str, passed: tuple, key: tuple) -> None:
         q = c.q
@@ -854,9 +867,7 @@ class AcdEngine:
         if c.directed and c.callback_number is not None:  # the agent's own dial: not a missed offer
             a.call = None
             self._return_call(c)
-            a.idle_since = self._now
-            self._make_available(a)
-            self._settle(None, a)
+            self._after_work(a)  # a not-ready asked for before the dial still applies
             return
         c.q.st.ring_no_answer += 1
         a.missed += 1

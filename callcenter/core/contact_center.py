@@ -14,6 +14,7 @@ import datetime as dt
 import ipaddress
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,22 @@ log = logging.getLogger(__name__)
 IVR, QUEUED, RINGING, CONNECTED, CALLBACK, LEAVING, ENDED = (
     "ivr", "queued", "ringing", "connected", "callback", "leaving", "ended",
 )
+
+
+DISPOSABLE_CALLS = 50_000
+
+
+class BoundedDict(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``limit`` (a long-running server's per-call notes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.limit:
+            self.popitem(last=False)
 
 
 class RequestRefused(ValueError):
@@ -126,8 +143,9 @@ class ContactCenter:
         self.phones = {aid: a.phone for aid, a in settings.agents.items()}
         self.last_call_of_agent: dict[str, str] = {}
         self.last_disposed: dict[str, str] = {}  # agent -> the last call they saved a disposition for
-        self.handled_by: dict[str, str] = {}  # call -> agent who answered it, for dispositions
-        self.transferred_from: dict[str, set[str]] = {}  # call -> agents who had it before a blind transfer
+        # Who may save a call's disposition: kept for the last DISPOSABLE_CALLS calls, not forever.
+        self.handled_by: BoundedDict[str, str] = BoundedDict(DISPOSABLE_CALLS)  # call -> agent who answered it
+        self.transferred_from: BoundedDict[str, set[str]] = BoundedDict(DISPOSABLE_CALLS)  # agents before a transfer
         self.wrap_started: dict[str, dt.datetime] = {}
         self.trunk_networks = [ipaddress.ip_network(n, strict=False) for n in settings.sip.trunk_allow]
         # Calls handed over by the SIP front come from its ip:port; the caller's own address is in the
@@ -326,7 +344,9 @@ class ContactCenter:
         if call is None or call.agent_leg is None:
             return
         ring = (self.now() - (call.offered_at or self.now())).total_seconds()
-        if action.reason == "ring_timeout":
+        if call.outbound:
+            pass  # the agent's own dial: not picking up is not a missed offer
+        elif action.reason == "ring_timeout":
             self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGNOANSWER, int(ring * 1000))
         else:
             self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGCANCELED, int(ring * 1000))
@@ -693,8 +713,9 @@ class ContactCenter:
             call.agent_leg = None
             if call.phase == RINGING:
                 agent = call.agent_id
-                self._qlog(call.call_id, call.queue, agent, ql.RINGNOANSWER, 0,
-                           extra={"status": event.status, "reason": event.reason})
+                if not call.outbound:  # the agent's own dial: not a missed offer
+                    self._qlog(call.call_id, call.queue, agent, ql.RINGNOANSWER, 0,
+                               extra={"status": event.status, "reason": event.reason})
                 call.phase = CALLBACK if call.callback_number else QUEUED
                 self._acd(acd.OfferRejected(call.call_id, agent))
                 if call.outbound:
@@ -1020,7 +1041,8 @@ class ContactCenter:
         self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
         self._send(tp.Unbridge(a=call.leg, b=call.agent_leg))
         self._qlog(call.call_id, call.queue, agent_id, ql.BLINDTRANSFER, name if kind == "queue" else target, "", 0)
-        self.transferred_from.setdefault(call.call_id, set()).add(agent_id)  # they still dispose of their part
+        # They still dispose of their part (not setdefault: that would bypass the bound).
+        self.transferred_from[call.call_id] = self.transferred_from.get(call.call_id, set()) | {agent_id}
         self._acd(acd.CallEnded(call.call_id))
         self._send(tp.Hangup(leg=call.agent_leg, reason="transferred"))
         self.by_leg.pop(call.agent_leg, None)
@@ -1060,6 +1082,8 @@ class ContactCenter:
             raise RequestRefused(f"you can dial when available or in wrap-up, not while {state.replace('_', ' ')}")
         if any(c.agent_id == agent_id and c.phase in (RINGING, CONNECTED) for c in self.calls.values()):
             raise RequestRefused("you already have a call")
+        if callback_id is not None and any(c.callback_id == callback_id for c in self.calls.values()):
+            raise RequestRefused(f"callback {callback_id} is being dialled already")
         last = self.last_call_of_agent.get(agent_id)
         if state == "wrap_up" and last is not None and self.last_disposed.get(agent_id) != last:
             # Dialling ends the wrap-up: the contact just handled must not be left without its code.

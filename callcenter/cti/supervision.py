@@ -77,6 +77,7 @@ class SupervisorFeed:
         self._handle: asyncio.TimerHandle | None = None
         self._sampler: asyncio.TimerHandle | None = None
         self._last_agent_refresh = 0.0
+        self._running = False
         self.pushed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,10 +86,14 @@ class SupervisorFeed:
         self.center = center
 
     def start(self) -> None:
+        self._running = True
         self._last_agent_refresh = self.monotonic()  # a dashboard starts from a snapshot
         self._sample()
 
     def stop(self) -> None:
+        """No more timers: the call flow may still report changes while the server shuts down."""
+        self._running = False
+        self._clear()
         for handle in (self._handle, self._sampler):
             if handle is not None:
                 handle.cancel()
@@ -106,6 +111,9 @@ class SupervisorFeed:
         self._schedule()
 
     def _schedule(self) -> None:
+        if not self._running:
+            self._clear()
+            return
         if self._handle is not None or not self.listening():
             if not self.listening():
                 self._clear()
@@ -163,6 +171,8 @@ class SupervisorFeed:
     # ------------------------------------------------------------------ periodic sample
 
     def _sample(self) -> None:
+        if not self._running:
+            return
         loop = asyncio.get_running_loop()
         self._sampler = loop.call_later(self.sample_every, self._sample)
         if self.center is not None:

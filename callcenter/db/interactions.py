@@ -129,8 +129,11 @@ class SqlInteractionStore:
             values["attempts"] = Callback.attempts + 1
         if call_id is not None:  # the outbound interaction, opened before this by the same writer
             values["last_attempt_id"] = select(Interaction.id).where(Interaction.call_id == call_id).scalar_subquery()
+        query = update(Callback).where(Callback.id == callback_id)
+        if not attempt:  # settling an attempt never reopens a callback someone closed meanwhile
+            query = query.where(Callback.status == "in_progress")
         with self.db.session() as s:
-            s.execute(update(Callback).where(Callback.id == callback_id).values(**values))
+            s.execute(query.values(**values))
 
     def close_unfinished(self, *, reason: str, at: dt.datetime | None = None, call_ids: list[str] | None = None) -> int:
         """Close calls left open by a crash (of the server, or of one worker when ``call_ids`` is given)."""

@@ -180,7 +180,8 @@ def build_report(
     threshold = case(*[(I.queue == q, literal(float(t))) for q, t in sl_seconds.items()],
                      else_=literal(float(default_sl_seconds))) if sl_seconds else literal(float(default_sl_seconds))
     answered = I.answered_at.is_not(None)
-    in_range = and_(I.queued_at >= start, I.queued_at < end, I.queue.is_not(None))
+    # Queue figures are about callers: an agent's own dial-out is not offered traffic.
+    in_range = and_(I.queued_at >= start, I.queued_at < end, I.queue.is_not(None), I.direction == "inbound")
     if queue is not None:
         in_range = and_(in_range, I.queue == queue)
 

@@ -265,6 +265,7 @@ class KamailioFront:
         deadline = time.monotonic() + self.start_timeout
         while True:
             if proc.returncode is not None:
+                _kill_group(proc.pid)  # children it forked before dying would hold the port and the log pipe
                 await asyncio.gather(reader, return_exceptions=True)
                 raise FrontError(f"Kamailio exited with {proc.returncode} at start:\n{_tail(self.log_text())}")
             try:
@@ -334,8 +335,8 @@ class KamailioFront:
         self._backoff = low if lived > 60 or self._backoff == 0 else min(high, self._backoff * 2)
         log.error("Kamailio (pid %s) exited with %s; restarting in %.1f s:\n%s", proc.pid, code, self._backoff,
                   _tail(self.log_text(), 20))
-        task = asyncio.create_task(self._restart(), name="front-restart")
-        self._tasks.append(task)
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(self._restart(), name="front-restart"))
 
     async def _restart(self) -> None:
         low, high = self.restart_backoff
@@ -344,11 +345,13 @@ class KamailioFront:
             if self._stopping:
                 return
             try:
+                if self.run_dir is not None:
+                    self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a tmp cleaner may have removed it
                 await self._spawn()
                 log.warning("SIP front restarted (pid %s)", self.pid)
                 return
-            except FrontError as exc:
-                log.error("%s", exc)
+            except Exception as exc:  # noqa: BLE001 - keep trying: without the front no call comes in
+                log.error("restarting Kamailio failed: %s", exc)
                 self._backoff = min(high, max(low, self._backoff * 2))
 
     async def _terminate(self) -> None:

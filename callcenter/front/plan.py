@@ -465,7 +465,9 @@ class FrontReport:
     fields: dict[str, str]
 
 
-_LINE = re.compile(LOG_MARK + r" ([a-z_]+)((?: [a-z_]+=[^ ]*)*)\s*$")
+# Only the script's own xlog lines: at the start, or after Kamailio's "N(pid) NOTICE: <script>: "
+# prefix, so a core message that quotes network text cannot pass for a report.
+_LINE = re.compile(r"^(?:\s*\d+\(\d+\) NOTICE: <script>: )?" + LOG_MARK + r" ([a-z_]+)((?: [a-z_]+=[^ ]*)*)\s*$")
 _HEXA = {"ci", "ani", "dnis", "method"}
 
 
@@ -476,10 +478,7 @@ def parse_log_line(line: str) -> FrontReport | None:
     hex-encoded by the script, so a hostile value cannot forge fields; they are decoded here
     (invalid UTF-8 replaced).
     """
-    at = line.find(LOG_MARK + " ")
-    if at < 0:
-        return None
-    match = _LINE.match(line[at:])
+    match = _LINE.match(line)
     if not match:
         return None
     fields: dict[str, str] = {}

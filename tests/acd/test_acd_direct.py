@@ -13,8 +13,11 @@ from acd import (
     CallEnded,
     CallQueued,
     CancelOffer,
+    AnnouncePosition,
     DialCustomer,
     DirectCallRequested,
+    OverflowCall,
+    OverflowSettings,
     EventRejected,
     OfferAccepted,
     OfferCall,
@@ -106,3 +109,31 @@ def test_unanswered_own_dial_is_dropped_not_offered_to_anyone_else():
 def test_event_round_trips_through_the_log_form():
     ev = DirectCallRequested("d1", "a", "q", number="+8613800000000")
     assert event_from_dict(event_to_dict(ev)) == ev
+
+
+def test_unanswered_transfer_gets_the_queues_overflow_and_announcements_from_then_on():
+    eng = AcdEngine(AcdSettings(
+        queues={"q": QueueSettings(ring_timeout_seconds=10, wrapup_seconds=0, announce_every_seconds=30,
+                                   overflow=OverflowSettings(after_seconds=60, target="voicemail"))},
+        agents={"a": AgentSettings(queues=("q",)), "b": AgentSettings(queues=("q",))},
+        max_missed_offers=1,
+    ))
+    eng.handle(AgentLoggedIn("b"), 0.0)
+    eng.handle(DirectCallRequested("t1", "b", "q"), 1.0)
+    assert CancelOffer("t1", "b", "ring_timeout") in eng.tick(11.0)  # b never answers; nobody else is in
+    announced = eng.tick(41.0)
+    assert [x for x in announced if isinstance(x, AnnouncePosition) and x.call_id == "t1"], "hears its position"
+    assert OverflowCall("t1", "q", "voicemail", "max_wait") in eng.tick(71.0), "and overflows like any caller"
+    assert not eng.has_call("t1")
+
+
+def test_a_not_ready_asked_during_a_call_holds_when_the_agents_own_dial_goes_unanswered():
+    eng = engine()
+    eng.handle(CallQueued("c1", "q"), 1.0)
+    [agent] = [x.agent_id for x in eng.handle(OfferAccepted("c1", "a"), 2.0) if isinstance(x, AgentStateChanged)]
+    eng.handle(AgentWentNotReady(agent, "lunch"), 3.0)  # pending until the call and its wrap-up end
+    eng.handle(CallEnded("c1"), 4.0)
+    assert eng.agent_state(agent)[0] == "wrap_up"
+    eng.handle(DirectCallRequested("d1", agent, "q", number="+8613800000000"), 5.0)
+    eng.tick(15.5)  # the agent does not pick up their own phone
+    assert eng.agent_state(agent) == ("not_ready", "lunch")

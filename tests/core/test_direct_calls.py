@@ -105,6 +105,7 @@ async def test_dial_now_the_agent_does_not_pick_up_leaves_the_callback_to_do(h):
     assert h.store.rows[call_id]["outcome"] == "agent_no_answer" and h.store.rows[call_id]["ended_at"]
     assert h.store.callbacks[0]["status"] == "pending" and h.store.callbacks[0]["attempts"] == 1
     assert h.cc.engine.agent_state("1001")[0] == "available", "no missed-offer penalty for one's own dial"
+    assert "RINGNOANSWER" not in h.store.event_names(), "nor a missed offer in the queue log and the reports"
     assert call_id not in h.cc.calls
 
 
@@ -148,3 +149,22 @@ async def test_dial_from_wrap_up_waits_for_the_last_calls_disposition(h):
     assert h.cc.dial(agent, NUMBER)
     await h.settle()
     assert len(h.store.rows) == 2 and h.dials()[-1].uri == h.settings.agents[agent].phone
+
+
+async def test_a_callback_being_dialled_cannot_be_dialled_again(h):
+    cb = callback(h)
+    h.store.callbacks[0]["owner_agent_id"] = None  # anyone's
+    assert h.cc.dial("1001", NUMBER, callback_id=cb)
+    await h.settle()
+    with pytest.raises(RequestRefused, match=f"callback {cb} is being dialled already"):
+        h.cc.dial("1002", NUMBER, callback_id=cb)
+    assert len(h.store.rows) == 1
+
+
+def test_per_call_notes_are_bounded():
+    from callcenter.core.contact_center import BoundedDict
+
+    seen = BoundedDict(3)
+    for n in range(5):
+        seen[f"c{n}"] = n
+    assert list(seen) == ["c2", "c3", "c4"]

@@ -253,3 +253,20 @@ async def test_trends_and_staffing_come_from_the_sampled_history(stack):
         await supervisor.request("supervisor.trends", queue="nope")
     assert caught.value.code == p.NOT_FOUND
     await supervisor.close()
+
+
+async def test_a_stopped_feed_schedules_nothing_for_late_changes(stack):
+    """While the server shuts down, the call flow still reports changes: no timer may outlive the feed."""
+    from callcenter.cti.supervision import SupervisorFeed
+
+    pushed: list[dict] = []
+    feed = SupervisorFeed(stack.settings, push=pushed.append, listening=lambda: True, interval=0.01)
+    feed.bind(stack.center)
+    feed.start()
+    feed.changed(queues=["sales"])
+    await asyncio.sleep(0.05)
+    assert len(pushed) == 1, "a running feed pushes"
+    feed.stop()
+    feed.changed(queues=["sales"], counters=True)
+    await asyncio.sleep(0.05)
+    assert len(pushed) == 1 and feed._handle is None and feed._sampler is None

@@ -69,3 +69,18 @@ def test_a_dial_now_attempt_points_the_callback_at_its_contact(migrated_db):
         callback = s.get(Callback, callback_id)
         second = s.scalar(select(Interaction.id).where(Interaction.call_id == "second"))
         assert (callback.status, callback.attempts, callback.last_attempt_id) == ("pending", 2, second)
+
+
+def test_settling_an_attempt_does_not_reopen_a_callback_closed_meanwhile(migrated_db):
+    store = SqlInteractionStore(migrated_db)
+    with migrated_db.session() as s:
+        callback = Callback(number="+8613912345678", source="agent", status="pending", due_from=T0)
+        s.add(callback)
+        s.flush()
+        callback_id = callback.id
+    store.callback_progress(callback_id, status="in_progress", result="dialled", attempt=True)
+    with migrated_db.session() as s:
+        s.get(Callback, callback_id).status = "cancelled"  # a supervisor or the customer closed it
+    store.callback_progress(callback_id, status="pending", result="busy")
+    with migrated_db.session() as s:
+        assert s.get(Callback, callback_id).status == "cancelled"

@@ -27,9 +27,9 @@ def local(day: dt.date, hh: int, mm: int) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, hh, mm, tzinfo=SH).astimezone(dt.UTC)
 
 
-def call(s, call_id, queue, at, *, outcome, wait=None, talk=None, wrap=None, agent=None):
-    answered = at + dt.timedelta(seconds=wait) if outcome == "answered" else None
-    row = Interaction(call_id=call_id, direction="inbound", ani="+8613900000000", queue=queue, agent_id=agent,
+def call(s, call_id, queue, at, *, outcome, wait=None, talk=None, wrap=None, agent=None, direction="inbound"):
+    answered = at + dt.timedelta(seconds=wait) if outcome in ("answered", "callback_answered") else None
+    row = Interaction(call_id=call_id, direction=direction, ani="+8613900000000", queue=queue, agent_id=agent,
                       arrived_at=at - dt.timedelta(seconds=15), queued_at=at, answered_at=answered,
                       wait_seconds=wait, talk_seconds=talk, wrap_seconds=wrap, outcome=outcome, ivr_path=[],
                       ended_at=at + dt.timedelta(minutes=5))
@@ -49,6 +49,10 @@ def fill(db: Database) -> None:
         c5 = call(s, "c5", "general", local(DAY, 10, 2), outcome="answered", wait=25, talk=60, wrap=10, agent="1002")
         call(s, "c6", "general", local(DAY, 10, 20), outcome="callback_requested")
         call(s, "c9", "general", local(DAY, 0, 0), outcome="abandoned", wait=5)  # the first instant of the day
+        # an agent's own dial-outs are not queue traffic (they carry the agent's home queue)
+        call(s, "d1", "sales", local(DAY, 9, 20), outcome="callback_answered", wait=0, talk=50, agent="1001",
+             direction="outbound")
+        call(s, "d2", "sales", local(DAY, 9, 25), outcome="agent_no_answer", direction="outbound")
         # outside the day, or never queued
         call(s, "c7", "sales", local(DAY - dt.timedelta(days=1), 23, 59), outcome="answered", wait=1, talk=9,
              agent="1001")

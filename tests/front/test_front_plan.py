@@ -179,6 +179,9 @@ def test_a_forged_report_inside_a_value_cannot_add_fields():
     exhausted = parse_log_line("CCFRONT blocked reason=exhausted status=486 ci= ani= dnis= src=1.2.3.4:5")
     assert "last status 486" in blocked_call(exhausted).reason
     assert blocked_call(parse_log_line("CCFRONT flood src=1.2.3.4")) is None
+    # A core message quoting network text is not a report, wherever the mark appears in it.
+    assert parse_log_line(" 1(99) ERROR: <core> [parser/msg_parser.c:1]: bad header: CCFRONT blocked reason=full") is None
+    assert parse_log_line(" 1(99) ERROR: <core> x <script>: CCFRONT blocked reason=full") is None
 
 
 # ---------------------------------------------------------------------------- sip.front

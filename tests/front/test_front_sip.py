@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import time
@@ -312,6 +313,25 @@ async def test_kamailio_is_restarted_when_it_dies_and_stopped_with_the_server(tm
     assert not process_alive(second) and not process_alive(first)
     assert not run_dir.exists()
     assert _port_free(center.address), "Kamailio's children are gone too"
+
+
+async def test_kamailio_keeps_being_restarted_when_a_restart_fails(tmp_path, prompts, sipps):
+    """A restart that cannot even start the binary (upgraded away, run folder cleaned) is retried."""
+    require_tools()
+    tree, _ = tree_for(tmp_path, prompts, with_phones=False)
+    async with running_center(tree, workers=1) as center:
+        front = center.front
+        binary, first = front.binary, front.pid
+        front.restart_backoff = (0.2, 0.5)
+        front.binary = str(tmp_path / "no-such-kamailio")
+        shutil.rmtree(front.run_dir)
+        os.kill(first, signal.SIGKILL)
+        await center.wait_for(lambda: not front.alive, 10, "Kamailio gone")
+        await asyncio.sleep(1.5)  # several failed attempts
+        assert not front.alive
+        front.binary = binary  # the package is back
+        await center.wait_for(lambda: front.alive and front.pid != first, 20, "Kamailio restarted after failures")
+        await center.wait_for(lambda: _listening(center.address), 10, "the front's port open again")
 
 
 def _listening(address: str) -> bool:
