@@ -24,8 +24,8 @@ caller's interaction row has outcome ``answered``.
 **Bare.** ``--bare-workers`` media workers (``WorkerPool``, each at its highest rate limit, 50 new
 calls/s), behind a ``KamailioFront`` when the front is used, driven from this process: each call is
 answered and hung up as soon as it is answered (``bench/scenarios/caller_bare.xml`` waits for that
-BYE). No IVR, no prompts, no agent: the limit of the SIP path as this project runs it. Same rising
-rates, same 0-failure rule.
+BYE). No IVR, no prompts, no agent: the limit of the SIP path as this project runs it. Rates rise
+from 10/s up to 50/s per bare worker (``--bare-rates`` to choose), with the same 0-failure rule.
 
 **Figures.** ``peak legs`` of a full-flow step comes from the database: every caller leg lives from
 ``arrived_at`` to ``ended_at`` and every agent leg from ``offered_at`` to ``ended_at``; the peak is the
@@ -940,7 +940,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer, shorter steps (about 3 minutes)")
     ap.add_argument("--full-rates", type=rates_of, help="full-flow rates in calls/s (default 1,2,4,6,8,10,12; "
                                                         "quick 2,4,8)")
-    ap.add_argument("--bare-rates", type=rates_of, help="bare-worker rates (default 10,20,30,40,45,50; quick 10,25,40)")
+    ap.add_argument("--bare-rates", type=rates_of, help="bare rates (default 10,20,30,40,45,50 and on up to 50/s per bare worker; quick 3 steps)")
     ap.add_argument("--step-seconds", type=float, help="seconds of full-flow arrivals per step (default 30; quick 15)")
     ap.add_argument("--bare-seconds", type=float, help="seconds of bare-worker arrivals per step (default 12; quick 8)")
     ap.add_argument("--talk-ms", type=int, default=3000, help="caller stays on this long after keying (queue + talk)")
@@ -956,7 +956,6 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (SIPp logs, database)")
     args = ap.parse_args()
     full_rates = args.full_rates or ([2.0, 4.0, 8.0] if args.quick else [1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
-    bare_rates = args.bare_rates or ([10.0, 25.0, 40.0] if args.quick else [10.0, 20.0, 30.0, 40.0, 45.0, 50.0])
     args.step_seconds = args.step_seconds or (15 if args.quick else 30)
     args.bare_seconds = args.bare_seconds or (8 if args.quick else 12)
     sipp_binary()
@@ -964,6 +963,10 @@ def main() -> int:
 
     args.front = resolve_front(args.front)
     args.bare_workers = args.bare_workers or (2 if args.front == "kamailio" else 1)
+    # Up to every bare worker's own rate limit (50/s each), so the ramp ends at the path's limit.
+    top = 50.0 * args.bare_workers
+    bare_rates = args.bare_rates or ([10.0, top / 2, top * 0.8] if args.quick else
+                                     sorted({10.0, 20.0, 30.0, 40.0, 45.0, 50.0, top * 0.6, top * 0.8, top}))
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _terminate)
