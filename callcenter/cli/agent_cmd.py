@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -43,6 +43,26 @@ def read_pin(pin_file: Path | None, environ: dict[str, str] | os._Environ = os.e
     return pin or None
 
 
+def console_link(settings, server: str | None, ca_file: Path | None, pin_file: Path | None,
+                 who: str) -> tuple[str, str, Any]:
+    """URL, PIN and TLS context for a console, checked before any screen opens."""
+    from callcenter.cti.client import client_ssl_context, default_url
+
+    url = server or default_url(settings)
+    if not url.startswith(("ws://", "wss://")):
+        raise CallCenterError(f"--server {url!r}: write it as ws://HOST:PORT or wss://HOST:PORT")
+    if ca_file is not None and not ca_file.is_file():
+        raise CallCenterError(f"--ca-file {ca_file}: no such file")
+    pin = read_pin(pin_file)
+    if pin is None:
+        pin = typer.prompt(f"PIN for {who}", hide_input=True)
+    try:
+        ssl_context = client_ssl_context(url, str(ca_file) if ca_file else None)
+    except (OSError, ValueError) as exc:
+        raise CallCenterError(f"--ca-file {ca_file}: {exc}") from None
+    return url, pin, ssl_context
+
+
 @app.command("agent")
 def agent_cmd(
     ctx: typer.Context,
@@ -62,21 +82,8 @@ def agent_cmd(
     The PIN is asked for (hidden) unless --pin-file or $CALLCENTER_PIN gives it. On the server's own
     machine no --server is needed. Press ? in the console for every key.
     """
-    from callcenter.cti.client import client_ssl_context, default_url
-
     settings = state(ctx).settings
-    url = server or default_url(settings)
-    if not url.startswith(("ws://", "wss://")):
-        raise CallCenterError(f"--server {url!r}: write it as ws://HOST:PORT or wss://HOST:PORT")
-    if ca_file is not None and not ca_file.is_file():
-        raise CallCenterError(f"--ca-file {ca_file}: no such file")
-    pin = read_pin(pin_file)
-    if pin is None:
-        pin = typer.prompt(f"PIN for agent {agent}", hide_input=True)
-    try:
-        ssl_context = client_ssl_context(url, str(ca_file) if ca_file else None)
-    except (OSError, ValueError) as exc:
-        raise CallCenterError(f"--ca-file {ca_file}: {exc}") from None
+    url, pin, ssl_context = console_link(settings, server, ca_file, pin_file, f"agent {agent}")
 
     from callcenter.tui.agent_console import AgentConsoleApp
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from callcenter.cli import app, state
-from callcenter.cli.agent_cmd import CaFileOption, PinFileOption, ServerOption, read_pin
+from callcenter.cli.agent_cmd import CaFileOption, PinFileOption, ServerOption, console_link
 from callcenter.errors import CallCenterError
 
 
@@ -32,21 +32,8 @@ def supervisor_cmd(
     asked for (hidden) unless --pin-file or $CALLCENTER_PIN gives it. Every action is written to
     the audit log with your id. Alert thresholds are in the \\[supervisor] section of the settings.
     """
-    from callcenter.cti.client import client_ssl_context, default_url
-
     settings = state(ctx).settings
-    url = server or default_url(settings)
-    if not url.startswith(("ws://", "wss://")):
-        raise CallCenterError(f"--server {url!r}: write it as ws://HOST:PORT or wss://HOST:PORT")
-    if ca_file is not None and not ca_file.is_file():
-        raise CallCenterError(f"--ca-file {ca_file}: no such file")
-    pin = read_pin(pin_file)
-    if pin is None:
-        pin = typer.prompt(f"PIN for supervisor {supervisor}", hide_input=True)
-    try:
-        ssl_context = client_ssl_context(url, str(ca_file) if ca_file else None)
-    except (OSError, ValueError) as exc:
-        raise CallCenterError(f"--ca-file {ca_file}: {exc}") from None
+    url, pin, ssl_context = console_link(settings, server, ca_file, pin_file, f"supervisor {supervisor}")
 
     from callcenter.tui.supervisor_console import SupervisorApp
 

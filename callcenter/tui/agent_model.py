@@ -25,7 +25,8 @@ STATE_LABELS = {
 }
 
 
-def _parse(value: Any) -> dt.datetime | None:
+def parse_time(value: Any) -> dt.datetime | None:
+    """A server timestamp (ISO 8601; naive means UTC), or None when absent or unreadable."""
     if not isinstance(value, str):
         return None
     try:
@@ -116,7 +117,7 @@ class AgentModel:
 
     def _local(self, server_moment: Any, server_now: dt.datetime | None, now: float) -> float | None:
         """A server time as a point on the local monotonic clock."""
-        moment = _parse(server_moment)
+        moment = parse_time(server_moment)
         if moment is None or server_now is None:
             return None
         return now - max(0.0, (server_now - moment).total_seconds())
@@ -141,7 +142,7 @@ class AgentModel:
         if not snapshot:
             self.state, self.reason, self.call = "logged_out", None, None
             return
-        server_now = _parse(snapshot.get("server_time"))
+        server_now = parse_time(snapshot.get("server_time"))
         self.state = snapshot.get("state") or "logged_out"
         self.reason = snapshot.get("reason")
         self.state_since = self._local(snapshot.get("since"), server_now, now) or now

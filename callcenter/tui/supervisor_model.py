@@ -13,6 +13,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from callcenter.tui.agent_model import parse_time
+
 STATE_LABELS = {
     "logged_out": "Logged out",
     "available": "Available",
@@ -32,14 +34,6 @@ AGENT_COLUMNS = [
 _STATE_RANK = {"on_call": 0, "reserved": 1, "wrap_up": 2, "available": 3, "not_ready": 4, "logged_out": 5}
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def clock(seconds: float | None) -> str:
