@@ -133,19 +133,127 @@ def test_file_level_errors_are_clear(ready, tmp_path):
     result = ready("customers", "import", str(missing))
     assert result.code == 2 and "missing required column(s) external_id, name, phone" in result.err
     result = ready("customers", "import", str(tmp_path / "absent.csv"))
-    assert result.code == 1 and "no such file" in result.err
+    assert result.code == 2 and "no such file" in result.err
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
     assert "empty" in ready("customers", "import", str(empty)).err
 
 
-def test_non_utf8_row_is_rejected_not_fatal(ready, tmp_path):
+def _flat(text: str) -> str:
+    """Message text with the terminal's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary files an atomic write would leave behind had it not cleaned up."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_non_utf8_row_is_rejected_by_line_and_rejects_file_is_complete(ready, tmp_path):
     src = tmp_path / "latin1.csv"
-    src.write_bytes(b"external_id,name,phone\nL1,Jos\xe9,13912345678\nL2,Ana,13912345679\n")
-    result = ready("customers", "import", str(src))
-    assert result.code == 1
-    assert "not valid UTF-8" in result.out
-    assert set(customer_rows(ready.database_url)) == {"L2"}
+    src.write_bytes(
+        b"external_id,name,phone\n"
+        b"L1,Ana,13912345679\n"
+        b"L2,Jos\xe9 Garc\xeda,13912345678\n"
+        b"L3,Bo,12\n"
+        b"L4,\"two\nlin\xe9s\",13912345670\n"
+        b"L5,Cy,13912345671\n"
+    )
+    rejects = tmp_path / "out" / "rejects.csv"
+    rejects.parent.mkdir()
+    result = ready("customers", "import", str(src), "--rejects", str(rejects))
+    assert result.code == 1, result.text
+    assert "Traceback" not in result.text
+    assert "not UTF-8 (byte 0xe9 at column 7); save the file as UTF-8" in result.out
+    assert set(customer_rows(ready.database_url)) == {"L1", "L5"}
+    text = rejects.read_bytes().decode("utf-8")  # strict: the rejects file is valid UTF-8
+    written = {int(r["line"]): r for r in csv.DictReader(text.splitlines(keepends=True))}
+    assert sorted(written) == [3, 4, 5], "every rejected row is there, including those after the bad byte"
+    assert written[3]["reason"] == "not UTF-8 (byte 0xe9 at column 7); save the file as UTF-8"
+    assert written[3]["name"] == "Jos\\xe9 Garc\\xeda", "the original bytes, shown as \\xNN"
+    assert "not a valid number" in written[4]["reason"]
+    assert written[5]["reason"].startswith("not UTF-8 (byte 0xe9 at line 6, column 4)")
+    assert _leftovers(rejects.parent) == []
+
+
+def test_import_path_problems_exit_2_and_say_what_to_do(ready, tmp_path):
+    absent = ready("customers", "import", str(tmp_path / "absent.csv"))
+    assert absent.code == 2 and "absent.csv: no such file; check the name and the folder" in _flat(absent.err)
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    directory = ready("customers", "import", str(folder))
+    assert directory.code == 2 and "folder.csv: is a directory, give a CSV file" in _flat(directory.err)
+    for result in (absent, directory):
+        assert "Traceback" not in result.text
+    assert customer_rows(ready.database_url) == {}
+
+
+def test_export_to_a_missing_folder_or_failing_leaves_no_file(ready, tmp_path):
+    src = tmp_path / "c.csv"
+    src.write_text("external_id,name,phone\nX1,Xia,13912345678\n", encoding="utf-8")
+    assert ready("customers", "import", str(src)).code == 0
+
+    missing = ready("customers", "export", str(tmp_path / "nonexistent-dir" / "out.csv"))
+    assert missing.code == 2 and "Traceback" not in missing.text
+    assert f"folder {tmp_path / 'nonexistent-dir'} does not exist" in _flat(missing.err)
+    assert not (tmp_path / "nonexistent-dir").exists()
+    directory = ready("customers", "export", str(tmp_path))
+    assert directory.code == 2 and "is a directory; give a file name in it" in _flat(directory.err)
+
+    target = tmp_path / "export.csv"
+    target.write_text("previous export\n", encoding="utf-8")
+    failed = ready("customers", "export", str(target), env={"CALLCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'blank.db'}"})
+    assert failed.code != 0 and "Traceback" not in failed.text
+    assert target.read_text(encoding="utf-8") == "previous export\n", "a failed export leaves the target as it was"
+    assert _leftovers(tmp_path) == []
+
+    done = ready("customers", "export", str(target))
+    assert done.code == 0, done.text
+    assert target.read_text(encoding="utf-8").splitlines()[1].startswith("X1,Xia,+8613912345678,")
+    assert _leftovers(tmp_path) == []
+
+
+def test_other_bad_inputs_are_clear_and_write_nothing(ready, tmp_path):
+    def run(name: str, content: bytes, *extra: str):
+        path = tmp_path / name
+        path.write_bytes(content)
+        result = ready("customers", "import", str(path), *extra)
+        assert "Traceback" not in result.text
+        return result
+
+    good = b"external_id,name,phone\nG1,Gao,13912345678\n"
+    cases = [
+        ("empty.csv", b"", 2, "the file is empty; the first line must name the columns"),
+        ("wrong.csv", b"id,fullname,tel\n1,x,139\n", 2, "missing required column(s) external_id, name, phone"),
+        ("semi.csv", b"external_id;name;phone\nA;B;1\n", 2, "separated by semicolons; use commas"),
+        ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 2, "not UTF-8 text (byte 0x89 at column 1)"),
+        ("nul.csv", b"external_id,na\x00me,phone\n", 2, "NUL bytes: the file is binary or UTF-16"),
+        ("utf16.csv", "external_id,name,phone\n".encode("utf-16"), 2, "UTF-16 text, not CSV text; save it as CSV (UTF-8)"),
+        ("book.xlsx", b"PK\x03\x04\x14\x00\x06\x00", 2, "a ZIP archive (an .xlsx workbook?)"),
+    ]
+    for name, content, code, message in cases:
+        result = run(name, content)
+        assert (result.code, name) == (code, name), result.text
+        assert message in _flat(result.err), (name, result.err)
+    assert customer_rows(ready.database_url) == {}
+
+    header_only = run("header.csv", b"external_id,name,phone\r\n")
+    assert header_only.code == 0 and "has a header but no rows: nothing to import" in _flat(header_only.err)
+
+    missing_folder = run("g.csv", good, "--rejects", str(tmp_path / "no-such-dir" / "rejects.csv"))
+    assert missing_folder.code == 2
+    folder = tmp_path / "no-such-dir"
+    assert f"--rejects {folder / 'rejects.csv'}: folder {folder} does not exist" in _flat(missing_folder.err)
+    same = run("same.csv", good, "--rejects", str(tmp_path / "." / "same.csv"))
+    assert same.code == 2 and "is the file being imported and would overwrite it" in _flat(same.err)
+    assert (tmp_path / "same.csv").read_bytes() == good, "the input file is untouched"
+    assert customer_rows(ready.database_url) == {}, "a bad --rejects path is found before anything is imported"
+
+    bom = run("bom.csv", b"\xef\xbb\xbf" + good, "--rejects", str(tmp_path / "bom-rejects.csv"))
+    assert bom.code == 0, bom.text
+    assert set(customer_rows(ready.database_url)) == {"G1"}
+    assert (tmp_path / "bom-rejects.csv").read_text(encoding="utf-8").startswith("line,reason,external_id,")
+    assert _leftovers(tmp_path) == []
 
 
 def test_show_by_number_external_id_and_id(ready, tmp_path):
