@@ -103,6 +103,24 @@ def _can_end_by_itself(menu: IvrMenu, node_id: str) -> bool:
     return False
 
 
+def _input_follows(menu: IvrMenu, node_id: str, succ: dict[str, list[str]]) -> bool:
+    """Whether keys typed ahead at ``node_id`` can reach a menu or collect node (they pass through
+    play, lookup, hours, language and caller nodes, and end with the IVR)."""
+    seen: set[str] = set()
+    todo = list(succ.get(node_id, []))
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        kind = menu.menus[current].type
+        if kind in ("menu", "collect"):
+            return True
+        if kind not in TERMINAL_TYPES:
+            todo += succ.get(current, [])
+    return False
+
+
 def _sccs(nodes: Sequence[str], succ: dict[str, list[str]]) -> list[list[str]]:
     """Tarjan's strongly connected components (iterative)."""
     index: dict[str, int] = {}
@@ -327,6 +345,14 @@ def check_menu(
             error(
                 f"menus.{node_id}.back_key",
                 f"key {specials[0][1]!r} is bound twice: repeat key ({specials[0][2]}) and back key ({specials[1][2]})",
+            )
+
+    # -- type-ahead with nowhere to go
+    for node_id, node in menu.menus.items():
+        if isinstance(node, PlayNode) and node.type_ahead and not _input_follows(menu, node_id, succ):
+            warn(
+                f"menus.{node_id}.type_ahead",
+                "no menu or collect node follows before the call leaves the IVR, so keys kept here are never used",
             )
 
     # -- languages and voices

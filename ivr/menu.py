@@ -97,6 +97,16 @@ def _dtmf(value: Any) -> str:
 
 
 DtmfKey = Annotated[str, BeforeValidator(_dtmf)]
+
+
+def _switch(value: Any) -> bool:
+    # pydantic would take "yes", "off" or 1 for a bool; a switch in a menu file is TOML true or false
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false (no quotes), not {value!r}")
+    return value
+
+
+Switch = Annotated[bool, BeforeValidator(_switch)]
 Seconds = Annotated[float, Field(gt=0, le=300)]
 Priority = Annotated[int, Field(ge=0, le=10)]
 SkillLevel = Annotated[int, Field(ge=1, le=5)]
@@ -143,6 +153,7 @@ class MenuNode(_Node):
     repeat_key: DtmfKey | None = None
     back_key: DtmfKey | None = None
     barge_in: bool | None = None
+    type_ahead: Switch | None = Field(None, description="take keys typed ahead at once instead of playing the prompt")
 
 
 class CollectNode(_Node):
@@ -165,6 +176,7 @@ class CollectNode(_Node):
     timeout_prompt: PromptList | None = None
     on_failure: Target | None = None
     barge_in: bool | None = None
+    type_ahead: Switch | None = Field(None, description="take keys typed ahead at once instead of playing the prompt")
 
     @field_validator("pattern")
     @classmethod
@@ -186,11 +198,19 @@ class CollectNode(_Node):
 
 
 class PlayNode(_Node):
-    """Say something (prompts and looked-up values), then go on."""
+    """Say something (prompts and looked-up values), then go on.
+
+    With ``type_ahead`` (default on) keys pressed while it plays are kept for the next menu or
+    collect node, and with ``barge_in`` (default on) the first of them also cuts it short: callers
+    who know the menu need not sit through the greeting. Switch either off for a notice every
+    caller must hear in full.
+    """
 
     type: Literal["play"]
     prompt: PromptList = Field(min_length=1)
     next: Target
+    type_ahead: Switch | None = Field(None, description="keep keys pressed while it plays for the next menu")
+    barge_in: bool | None = Field(None, description="with type_ahead: a key also stops the prompt")
 
 
 class LookupNode(_Node):
@@ -321,6 +341,7 @@ class Defaults(_Model):
     repeat_key: DtmfKey | None = Field(None, description="key that plays a menu again")
     back_key: DtmfKey | None = Field(None, description="key that returns to the previous menu")
     barge_in: bool = True
+    type_ahead: Switch = True
     first_digit_timeout: Seconds = 8.0
     inter_digit_timeout: Seconds = 4.0
     tier_priority: Annotated[dict[str, Priority], AfterValidator(_tiers)] = Field(default_factory=dict)

@@ -113,6 +113,11 @@ def parse_hhmm(digits: str) -> dt.time | None:
 
 _CHECKS = {"luhn": luhn_valid, "mod11": mod11_valid, "hhmm": lambda d: parse_hhmm(d) is not None}
 
+# Keys typed ahead are kept up to this many (or one whole collect entry and its terminator, if
+# longer): enough for a caller who knows several menu levels, while a caller leaning on the
+# keypad during a long greeting cannot grow the buffer or the call's path without bound.
+TYPE_AHEAD_KEYS = 20
+
 
 # --------------------------------------------------------------------------------- records
 
@@ -206,6 +211,13 @@ class IvrSession:
         self._lookup: int | None = None
         self._menus: list[str] = []  # menu nodes entered, for the back key
         self._ids = 0
+        self._typed: list[str] = []  # keys typed ahead during a play node, for the next menu or collect
+        self._typed_into_entry = False  # the collect entry under way began with keys typed ahead
+        longest = max(
+            (n.max_length + (1 if n.terminator else 0) for n in menu.menus.values() if isinstance(n, CollectNode)),
+            default=0,
+        )
+        self.type_ahead_limit = max(TYPE_AHEAD_KEYS, longest)
 
     # ------------------------------------------------------------------ public surface
 
@@ -234,7 +246,11 @@ class IvrSession:
 
     @property
     def waiting_for(self) -> str | None:
-        """``caller_lookup``, ``lookup``, ``prompt``, ``digits`` or None once ended."""
+        """``caller_lookup``, ``lookup``, ``prompt``, ``digits`` or None once ended.
+
+        ``digits`` while a prompt plays means a key stops it (barge-in, or type-ahead during a play
+        node): the driver stops the playback at the key, and no ``PromptFinished`` is needed.
+        """
         if self.ended or self._phase == "new":
             return None
         if self._phase == "caller_lookup":
@@ -245,8 +261,15 @@ class IvrSession:
             node = self._current()
             if isinstance(node, (MenuNode, CollectNode)) and self._barge_in(node):
                 return "digits"
+            if isinstance(node, PlayNode) and self._interruptible(node):
+                return "digits"
             return "prompt"
         return "digits"
+
+    @property
+    def typed_ahead(self) -> str:
+        """Keys typed ahead and not yet taken by a menu or collect node."""
+        return "".join(self._typed)
 
     @property
     def timer(self) -> tuple[int, dt.datetime] | None:
@@ -323,6 +346,18 @@ class IvrSession:
     def _barge_in(self, node: Any) -> bool:
         return bool(self.menu.setting(node, "barge_in"))
 
+    def _type_ahead(self, node: Any) -> bool:
+        return bool(self.menu.setting(node, "type_ahead"))
+
+    def _interruptible(self, node: PlayNode) -> bool:
+        """A key during this play node is kept and cuts the prompt short (Asterisk's ``Background()``)."""
+        return self._type_ahead(node) and self._barge_in(node)
+
+    def _discard_typed(self, now: dt.datetime) -> None:
+        if self._typed:
+            self._record(now, self.node, "type_ahead", discarded=len(self._typed))
+            self._typed.clear()
+
     def _over_time(self, now: dt.datetime) -> bool:
         return (
             not self._limit_hit
@@ -347,6 +382,7 @@ class IvrSession:
         self.ended_at = now
         self._play = None
         self._lookup = None
+        self._typed.clear()
         self._stop_timer()
         detail = to_jsonable(action) if action is not None else {}
         self._record(now, self.node, "end", outcome=outcome, action=detail or None)
@@ -361,6 +397,7 @@ class IvrSession:
         self._record(now, self.node, "limit", limit=which)
         self._stop_timer()
         self._play = self._lookup = None
+        self._discard_typed(now)  # keys meant for the menu the caller was in, not for where the limit sends them
         if self._limit_hit or self.menu.limits.on_limit is None:
             self._finish(Hangup("failed"), now, out)
             return
@@ -464,7 +501,11 @@ class IvrSession:
             self._prompt_for_input(node, [], now, out)
             return None
         if isinstance(node, PlayNode):
-            return None if self._play_items(node.prompt, out) else node.next
+            if self._typed and self._interruptible(node):
+                # the caller has already answered what comes next: a prompt they could cut short is not started
+                self._record(now, self.node, "type_ahead", skipped=True, buffered=len(self._typed))
+                return node.next
+            return None if self._play_items(node.prompt, out, barge_in=self._interruptible(node)) else node.next
         if isinstance(node, LookupNode):
             return self._start_lookup(node, now, out)
         if isinstance(node, HoursNode):
@@ -496,6 +537,7 @@ class IvrSession:
 
     def _prompt_for_input(self, node: MenuNode | CollectNode, before: list[str], now: dt.datetime, out: list[Action]) -> None:
         self.digits = ""
+        self._typed_into_entry = False
         if isinstance(node, MenuNode):
             timeout = self.menu.setting(node, "timeout")
             out.append(Collect(None, 1, 1, None, timeout, 0.0))
@@ -510,8 +552,30 @@ class IvrSession:
                     self.menu.setting(node, "inter_digit_timeout"),
                 )
             )
+        if self._typed:
+            if self._type_ahead(node):
+                self._take_typed(node, now, out)
+                return
+            self._discard_typed(now)
         if not self._play_items([*before, *node.prompt], out, barge_in=self._barge_in(node)):
             self._wait_for_first_key(node, now, out)
+
+    def _take_typed(self, node: MenuNode | CollectNode, now: dt.datetime, out: list[Action]) -> None:
+        """Hand the keys typed ahead to the input node just entered, without playing its prompt.
+
+        The prompt is not started at all rather than started and stopped at once: the caller has
+        answered it already, and even a fraction of a second of a menu they skipped sounds like the
+        IVR ignored the key (Asterisk's ``Background()`` + ``WaitExten()`` behave the same way).
+        A key that takes the caller to another input node leaves the rest for that node, so a caller
+        who knows the tree can type several levels at once.
+        """
+        while self._typed and not self.ended and self._current() is node and self._play is None:
+            digit = self._typed.pop(0)
+            if isinstance(node, MenuNode):
+                self._menu_key(node, digit, now, out, typed_ahead=True)
+            else:
+                self._typed_into_entry = True
+                self._collect_key(node, digit, now, out)
 
     def _wait_for_first_key(self, node: MenuNode | CollectNode, now: dt.datetime, out: list[Action]) -> None:
         if isinstance(node, MenuNode):
@@ -524,6 +588,9 @@ class IvrSession:
         if len(digit) != 1 or digit not in DTMF_KEYS or self._phase != "running" or self._lookup is not None:
             return out
         node = self._current()
+        if isinstance(node, PlayNode):
+            self._keep_typed(node, digit, now, out)
+            return out
         if not isinstance(node, (MenuNode, CollectNode)):
             return out
         if self._play is not None:
@@ -536,22 +603,40 @@ class IvrSession:
             self._collect_key(node, digit, now, out)
         return out
 
-    def _menu_key(self, node: MenuNode, digit: str, now: dt.datetime, out: list[Action]) -> None:
+    def _keep_typed(self, node: PlayNode, digit: str, now: dt.datetime, out: list[Action]) -> None:
+        """A key during a play node: kept for the next menu or collect, and with barge-in it ends the prompt.
+
+        The path records that a key was kept, not which: the key may turn out to be the first of
+        a ``sensitive`` entry, which is only known when a collect node takes it.
+        """
+        if self._play is None or not self._type_ahead(node) or len(self._typed) >= self.type_ahead_limit:
+            return
+        self._typed.append(digit)
+        barge = self._barge_in(node)
+        self._record(now, self.node, "type_ahead", buffered=len(self._typed), barge_in=True if barge else None)
+        if barge:
+            self._play = None  # the driver stops the prompt (Play.barge_in)
+            self._goto(node.next, now, out)
+
+    def _menu_key(
+        self, node: MenuNode, digit: str, now: dt.datetime, out: list[Action], *, typed_ahead: bool = False
+    ) -> None:
         self._stop_timer()
+        ahead = True if typed_ahead else None
         target = node.options.get(digit)
         if target is not None:
-            self._record(now, self.node, "input", digits=digit)
+            self._record(now, self.node, "input", digits=digit, typed_ahead=ahead)
             self._goto(target, now, out)
         elif digit == self.menu.setting(node, "repeat_key"):
-            self._record(now, self.node, "repeat")
+            self._record(now, self.node, "repeat", typed_ahead=ahead)
             self._prompt_for_input(node, [], now, out)
         elif digit == self.menu.setting(node, "back_key") and len(self._menus) > 1:
             self._menus.pop()
             previous = self._menus.pop()
-            self._record(now, self.node, "back", target=previous)
+            self._record(now, self.node, "back", target=previous, typed_ahead=ahead)
             self._goto(previous, now, out)
         else:
-            self._failure(node, "invalid", now, out, digits=digit)
+            self._failure(node, "invalid", now, out, digits=digit, typed_ahead=ahead)
 
     def _collect_key(self, node: CollectNode, digit: str, now: dt.datetime, out: list[Action]) -> None:
         self._stop_timer()
@@ -578,18 +663,21 @@ class IvrSession:
 
     def _finish_collect(self, node: CollectNode, now: dt.datetime, out: list[Action]) -> None:
         entry = self.digits
+        ahead = True if self._typed_into_entry else None
         if not self._valid_entry(node, entry):
-            self._failure(node, "invalid", now, out, digits=self._shown(node, entry))
+            self._failure(node, "invalid", now, out, digits=self._shown(node, entry), typed_ahead=ahead)
             return
         self.variables[node.variable] = entry
         if node.sensitive:
             self._sensitive.add(node.variable)
-        self._record(now, self.node, "input", variable=node.variable, digits=self._shown(node, entry))
+        self._record(now, self.node, "input", variable=node.variable, digits=self._shown(node, entry), typed_ahead=ahead)
         self._goto(node.next, now, out)
 
     def _failure(self, node: MenuNode | CollectNode, kind: str, now: dt.datetime, out: list[Action], **detail: Any) -> None:
         self._attempts += 1
         self._record(now, self.node, kind, attempt=self._attempts, **detail)
+        # keys typed ahead after a wrong one were typed blind; the caller should hear the menu now
+        self._discard_typed(now)
         if self._attempts > self.menu.setting(node, "retries"):
             target = self.menu.setting(node, "on_failure")
             self._record(now, self.node, "retries_exhausted", target=target)

@@ -7,6 +7,8 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ivr_support import MONDAY_10AM, SUNDAY_10AM, Driver, demo_port, menu
 
 from ivr import (
@@ -908,3 +910,337 @@ def test_money_amounts_keep_their_currency():
     d.press("55555#")
     result = [p for p in d.of(Play) if p.prompts[0] == "status_paid"][0]
     assert "one dollar one cent" in result.text
+
+
+# ----------------------------------------------------------------------------- type-ahead
+
+TYPE_AHEAD = """
+[menus.greet]
+type = "play"
+prompt = "hello"
+next = "notice"
+
+[menus.notice]
+type = "play"
+prompt = "wait"
+next = "main"
+
+[menus.main]
+prompt = "menu"
+options = { 1 = "sales", 2 = "sub", 3 = "account" }
+invalid_prompt = "invalid"
+repeat_key = "#"
+on_failure = "general"
+
+[menus.sub]
+prompt = "sub"
+options = { 1 = "support", 2 = "general" }
+back_key = "*"
+
+[menus.account]
+type = "collect"
+prompt = "enter"
+variable = "account"
+min_length = 4
+max_length = 6
+sensitive = true
+next = "general"
+
+[menus.sales]
+type = "queue"
+queue = "sales"
+
+[menus.support]
+type = "queue"
+queue = "support"
+
+[menus.general]
+type = "queue"
+queue = "general"
+"""
+
+
+def ta_menu(body: str):
+    return menu(body, head='start = "greet"')
+
+
+def greet_with(setting: str) -> str:
+    return TYPE_AHEAD.replace('next = "notice"', f'next = "notice"\n{setting}', 1)
+
+
+def step_data(d: Driver, name: str) -> list[dict]:
+    return [{k: v for k, v in s.items() if k != "at"} for s in d.steps(name)]
+
+
+def test_a_key_during_the_greeting_stops_it_and_the_menu_takes_it_without_its_prompt():
+    d = Driver(ta_menu(TYPE_AHEAD), auto_prompts=False)
+    d.start()
+    greeting = d.last(Play)
+    assert greeting.prompts == ("hello",) and greeting.barge_in, "the driver may stop the greeting at a key"
+    assert d.session.waiting_for == "digits"
+    actions = d.press("1")
+    assert actions[-1] == RouteToQueue("sales", 5, {})
+    assert [p.prompts for p in d.of(Play)] == [("hello",)], "neither the notice nor the menu prompt is started"
+    assert step_data(d, "type_ahead") == [
+        {"node": "greet", "step": "type_ahead", "buffered": 1, "barge_in": True},
+        {"node": "notice", "step": "type_ahead", "skipped": True, "buffered": 1},
+    ]
+    assert step_data(d, "input") == [{"node": "main", "step": "input", "digits": "1", "typed_ahead": True}]
+    assert d.session.typed_ahead == ""
+
+
+def test_keys_typed_during_a_greeting_that_plays_to_the_end_walk_several_menus():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    assert not d.last(Play).barge_in and d.session.waiting_for == "prompt"
+    assert d.press("21") == [], "kept, and the greeting goes on"
+    assert d.session.typed_ahead == "21"
+    assert [s.get("barge_in") for s in d.steps("type_ahead")] == [None, None]
+    actions = d.finish_prompt()
+    assert actions[-1] == RouteToQueue("support", 5, {})
+    assert [p.prompts for p in d.of(Play)] == [("hello",)]
+    inputs = [(s["node"], s["digits"], s["typed_ahead"]) for s in d.steps("input")]
+    assert inputs == [("main", "2", True), ("sub", "1", True)]
+
+
+def test_type_ahead_off_on_a_play_node_ignores_keys_while_it_plays():
+    d = Driver(ta_menu(greet_with("type_ahead = false")), auto_prompts=False)
+    d.start()
+    assert not d.last(Play).barge_in and d.session.waiting_for == "prompt"
+    assert d.press("1") == []
+    assert d.session.typed_ahead == "" and not d.steps("type_ahead")
+    d.finish_prompt()
+    assert d.last(Play).prompts == ("wait",), "the next play node is played as usual"
+    d.finish_prompt()
+    assert d.last(Play).prompts == ("menu",) and not d.steps("input")
+    d.finish_prompt()
+    assert d.press("1")[-1] == RouteToQueue("sales", 5, {})
+
+
+def test_defaults_can_switch_type_ahead_off_for_every_node():
+    d = Driver(ta_menu("[defaults]\ntype_ahead = false\n" + TYPE_AHEAD), auto_prompts=False)
+    d.start()
+    assert d.press("1") == [] and d.session.typed_ahead == ""
+
+
+def test_keys_waiting_do_not_skip_a_notice_that_must_be_heard():
+    body = TYPE_AHEAD.replace('next = "main"', 'next = "main"\nbarge_in = false', 1)
+    d = Driver(ta_menu(body), auto_prompts=False)
+    d.start()
+    d.press("1")
+    assert d.last(Play).prompts == ("wait",) and d.session.node == "notice", "the greeting stopped, the notice plays"
+    assert d.session.typed_ahead == "1"
+    actions = d.send(PromptFinished(d.last(Play).play_id), after=1)
+    assert actions[-1] == RouteToQueue("sales", 5, {})
+
+
+def test_a_menu_with_type_ahead_off_drops_waiting_keys_and_plays_its_prompt():
+    body = TYPE_AHEAD.replace('on_failure = "general"', 'on_failure = "general"\ntype_ahead = false', 1)
+    d = Driver(ta_menu(body), auto_prompts=False)
+    d.start()
+    d.press("1")
+    assert d.session.node == "main" and d.last(Play).prompts == ("menu",)
+    assert step_data(d, "type_ahead")[-1] == {"node": "main", "step": "type_ahead", "discarded": 1}
+    assert not d.steps("input") and not d.session.ended
+
+
+def test_a_wrong_key_typed_ahead_is_invalid_input_and_the_keys_after_it_are_dropped():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    d.press("71")
+    d.finish_prompt()
+    assert step_data(d, "invalid") == [
+        {"node": "main", "step": "invalid", "attempt": 1, "digits": "7", "typed_ahead": True},
+    ]
+    assert step_data(d, "type_ahead")[-1] == {"node": "main", "step": "type_ahead", "discarded": 1}
+    assert d.last(Play).prompts == ("invalid", "menu"), "the caller now hears the menu"
+    assert not d.session.ended and d.session.typed_ahead == ""
+
+
+def test_a_collect_node_takes_typed_digits_waits_for_the_rest_and_keeps_them_secret():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    d.press("312")
+    d.finish_prompt()
+    assert d.session.node == "account" and d.session.digits == "12"
+    assert "enter" not in d.prompts(), "the collect prompt is not played"
+    assert d.timer is not None and d.timer.seconds == 4, "the inter-digit timer runs for the rest"
+    d.press("34#")
+    assert d.session.variables["account"] == "1234"
+    assert step_data(d, "input")[-1] == {
+        "node": "account", "step": "input", "variable": "account", "digits": "****", "typed_ahead": True,
+    }
+    assert all("digits" not in s for s in d.steps("type_ahead")), "keys kept are counted, not shown"
+    assert "1234" not in json.dumps(d.session.path_json())
+
+
+def test_a_whole_entry_typed_ahead_finishes_the_collect_node():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    d.press("3123456")  # max_length 6: no terminator needed
+    actions = d.finish_prompt()
+    assert actions[-1] == RouteToQueue("general", 5, {})
+    assert d.session.record().variables == {}, "sensitive"
+
+
+def test_the_repeat_and_back_keys_work_when_typed_ahead():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    d.press("2*1")
+    assert d.finish_prompt()[-1] == RouteToQueue("sales", 5, {})
+    assert step_data(d, "back") == [{"node": "sub", "step": "back", "target": "main", "typed_ahead": True}]
+
+
+def test_the_type_ahead_buffer_is_bounded_and_so_is_the_path():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    assert d.session.type_ahead_limit == 20
+    d.press("2" * 50, gap=0.05)
+    assert d.session.typed_ahead == "2" * 20
+    assert len(d.steps("type_ahead")) == 20
+    assert d.steps("type_ahead")[-1]["buffered"] == 20
+
+
+def test_the_buffer_holds_at_least_one_whole_collect_entry():
+    body = TYPE_AHEAD.replace("max_length = 6", "max_length = 32")
+    session = IvrSession(ta_menu(body), CallInfo("x"))
+    assert session.type_ahead_limit == 33, "32 digits and the terminator"
+
+
+def test_characters_that_are_not_dtmf_keys_are_not_typed_ahead():
+    d = Driver(ta_menu(TYPE_AHEAD), auto_prompts=False)
+    d.start()
+    for junk in ("A", "12", "", "x", "\x00", "１"):
+        assert d.send(DigitReceived(junk)) == []
+    assert d.send(DigitsEntered("AB")) == []
+    assert d.session.typed_ahead == "" and d.session.node == "greet" and not d.steps("type_ahead")
+
+
+def test_keys_typed_ahead_are_dropped_when_the_caller_hangs_up():
+    d = Driver(ta_menu(greet_with("barge_in = false")), auto_prompts=False)
+    d.start()
+    d.press("12")
+    d.send(CallerHungUp())
+    assert d.session.outcome == "abandoned" and d.session.typed_ahead == ""
+
+
+def test_play_nodes_keep_keys_by_default_in_the_sample_menu_too():
+    from ivr_support import REPO
+
+    from callcenter.prompts import load_menu
+
+    sample = load_menu(REPO / "config" / "ivr.toml").menu
+    d = Driver(sample, caller="+8613999999999", language="zh", auto_prompts=False)
+    d.start()
+    d.press("1")  # Mandarin (barge-in on the language menu)
+    d.finish_prompt()
+    assert d.last(Play).prompts == ("welcome",) and d.session.waiting_for == "digits"
+    actions = d.press("1", gap=3)  # three seconds into the greeting: sales
+    assert actions[-1].queue == "sales"
+    assert "main_menu" not in d.prompts()
+    assert [(s["node"], s["digits"], s.get("typed_ahead")) for s in d.steps("input")] == [
+        ("language", "1", None), ("main", "1", True),
+    ]
+
+
+def test_closed_menu_in_the_sample_does_not_take_keys_meant_for_the_main_menu():
+    from ivr_support import REPO
+
+    from callcenter.prompts import load_menu
+
+    sample = load_menu(REPO / "config" / "ivr.toml").menu
+    d = Driver(sample, caller="+8613999999999", language="zh", now=SUNDAY_10AM, auto_prompts=False)
+    d.start()
+    d.press("1")
+    d.finish_prompt()
+    d.press("1")  # during the greeting
+    assert d.session.node == "closed" and d.last(Play).prompts == ("closed", "closed_options")
+    assert not d.of(RequestCallback)
+
+
+def test_a_bad_type_ahead_value_is_an_error_naming_the_node():
+    from ivr import MenuError
+
+    with pytest.raises(MenuError) as caught:
+        ta_menu(greet_with('type_ahead = "yes"'))
+    assert caught.value.problems == [("menus.greet.type_ahead", "must be true or false (no quotes), not 'yes'")]
+    with pytest.raises(MenuError) as caught:
+        ta_menu("[defaults]\ntype_ahead = 1\n" + TYPE_AHEAD)
+    assert caught.value.problems[0][0] == "defaults.type_ahead"
+    with pytest.raises(MenuError) as caught:
+        ta_menu(TYPE_AHEAD.replace('queue = "sales"', 'queue = "sales"\ntype_ahead = true', 1))
+    assert caught.value.problems[0][0] == "menus.sales.type_ahead" and "unknown key" in caught.value.problems[0][1]
+
+
+def test_checker_warns_about_type_ahead_that_no_menu_takes():
+    from ivr import check_menu
+
+    body = """
+    [menus.main]
+    type = "play"
+    prompt = "hello"
+    next = "q"
+    type_ahead = true
+
+    [menus.q]
+    type = "queue"
+    queue = "sales"
+    """
+    findings = [f for f in check_menu(menu(body), queues=["sales"]) if "type_ahead" in f.path]
+    assert [(f.path, f.severity) for f in findings] == [("menus.main.type_ahead", "warning")]
+    queues = ["sales", "support", "general"]
+    assert not [f for f in check_menu(ta_menu(TYPE_AHEAD), queues=queues) if "type_ahead" in f.path]
+    assert not [f for f in check_menu(menu(body.replace("type_ahead = true", "")), queues=["sales"]) if "type_ahead" in f.path]
+
+
+# A caller who types a valid path during the greeting ends where pressing the same keys at
+# each menu would have taken them.
+KEY_PATHS = st.one_of(
+    st.sampled_from(["1", "21", "22", "2*1", "2*21", "#1", "#22"]),
+    st.text(alphabet="0123456789", min_size=4, max_size=6).map(lambda digits: "3" + digits + "#"),
+    st.text(alphabet="0123456789", min_size=6, max_size=6).map(lambda digits: "3" + digits),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(KEY_PATHS, st.booleans())
+def test_typing_ahead_a_path_ends_where_pressing_it_at_the_menus_does(keys, barge_in):
+    live = Driver(ta_menu(TYPE_AHEAD))
+    live.start()
+    live.press(keys)
+
+    ahead = Driver(ta_menu(greet_with(f"barge_in = {str(barge_in).lower()}")), auto_prompts=False)
+    ahead.start()
+    ahead.press(keys)
+    if not ahead.session.ended:
+        ahead.auto_prompts = True
+        ahead.finish_prompt()
+    assert ahead.session.ended and ahead.actions[-1] == live.actions[-1]
+    assert [s["digits"] for s in ahead.steps("input")] == [s["digits"] for s in live.steps("input")]
+    first = next(s for s in ahead.session.path_json() if s["step"] in ("input", "repeat", "back"))
+    assert first["node"] == "main" and first["typed_ahead"] is True
+    if not barge_in:
+        assert ahead.prompts() == ["hello"], "every key was typed ahead: no menu prompt is played"
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.text(alphabet="0123456789*#AB x", max_size=60), st.booleans(), st.booleans())
+def test_any_keys_during_the_greeting_are_bounded_and_the_call_still_ends(keys, barge_in, type_ahead):
+    body = greet_with(f"barge_in = {str(barge_in).lower()}\ntype_ahead = {str(type_ahead).lower()}")
+    d = Driver(ta_menu(body), auto_prompts=False)
+    d.start()
+    for key in keys:
+        d.send(DigitReceived(key), after=0.05)
+        assert len(d.session.typed_ahead) <= d.session.type_ahead_limit
+    assert len(d.steps("type_ahead")) <= d.session.type_ahead_limit + 3
+    d.auto_prompts = True
+    if d.playing:
+        d.finish_prompt()
+    silences = 0
+    while not d.session.ended:
+        assert d.timer is not None, d.session.path_json()[-3:]
+        d.time_out()
+        silences += 1
+        assert silences < 50
+    assert d.session.typed_ahead == ""
+    assert json.loads(json.dumps(d.session.path_json()))[-1]["step"] == "end"
