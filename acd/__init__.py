@@ -44,6 +44,8 @@ from acd.events import (
     StatisticsReset,
     Tick,
     WrapUpEnded,
+    WrapUpExtended,
+    CallDisposed,
     event_from_dict,
     event_to_dict,
 )
@@ -75,6 +77,8 @@ __all__ = [
     "AgentWentNotReady",
     "AgentBecameAvailable",
     "WrapUpEnded",
+    "WrapUpExtended",
+    "CallDisposed",
     "SkillsChanged",
     "StatisticsReset",
     "Tick",

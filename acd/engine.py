@@ -53,6 +53,8 @@ from acd.errors import (
     UnknownReason,
 )
 from acd.events import (
+    CallDisposed,
+    WrapUpExtended,
     AgentBecameAvailable,
     AgentLoggedIn,
     AgentLoggedOut,
@@ -135,6 +137,9 @@ class _Agent:
         "rr",
         "elig",
         "wrap_queue",
+        "owed_call",
+        "wrap_until",
+        "extensions",
         "seq",
     )
 
@@ -162,6 +167,9 @@ class _Agent:
         self.rr: dict[str, int] = {}
         self.elig: dict[tuple, bool] = {}
         self.wrap_queue: str | None = None
+        self.owed_call: str | None = None  # the call whose disposition ends this wrap-up (until_disposed)
+        self.wrap_until: float | None = None  # when a timed wrap-up ends
+        self.extensions = 0  # extensions asked for in this wrap-up
         self.seq = 0
 
 
@@ -294,6 +302,8 @@ class AcdEngine:
             AgentWentNotReady: (self._v_not_ready, self._on_not_ready),
             AgentBecameAvailable: (self._v_agent, self._on_available),
             WrapUpEnded: (self._v_agent, self._on_wrapup_ended),
+            WrapUpExtended: (self._v_agent, self._on_wrapup_extended),
+            CallDisposed: (self._v_agent, self._on_call_disposed),
             SkillsChanged: (self._v_skills, self._on_skills_changed),
             StatisticsReset: (None, self._on_stats_reset),
             Tick: (None, self._on_tick),
@@ -457,7 +467,7 @@ class AcdEngine:
         kind = e[2]
         if kind == _WRAP:
             a = self._agents.get(e[3])
-            return a is not None and a.seq == e[4] and a.state == WRAP_UP
+            return a is not None and a.seq == e[4] and a.state == WRAP_UP and a.extensions == e[5]
         c = self._calls.get(e[3])
         if c is None or c.seq != e[4]:
             return False
@@ -516,6 +526,9 @@ class AcdEngine:
         a.since = now
         a.acc_since = now
         a.seq += 1
+        if old == WRAP_UP:
+            a.owed_call = a.wrap_until = None
+            a.extensions = 0
         self._out.append(AgentStateChanged(a.id, state, reason, old))
 
     def _key(self, q: _Queue, a: _Agent) -> tuple:
@@ -920,9 +933,14 @@ class AcdEngine:
         self._forget(c)
         a.call = None  # type: ignore[union-attr]
         a.wrap_queue = q.id  # type: ignore[union-attr]
+        mode = q.s.after_call_work
         wrap = q.s.wrapup_seconds
-        if wrap > 0:
+        if mode == "until_disposed":
             self._set_state(a, WRAP_UP)  # type: ignore[arg-type]
+            a.owed_call = c.id  # type: ignore[union-attr]
+        elif mode != "optional" and wrap > 0:
+            self._set_state(a, WRAP_UP)  # type: ignore[arg-type]
+            a.wrap_until = self._now + wrap  # type: ignore[union-attr]
             self._timer(self._now + wrap, _WRAP, a.id, a.seq)  # type: ignore[union-attr]
         else:
             self._after_work(a)  # type: ignore[arg-type]
@@ -1142,8 +1160,8 @@ class AcdEngine:
         state = a.state
         if state == LOGGED_OUT:
             return self._reject(ev, f"agent {a.id!r} is not logged in")
-        if state == ON_CALL:
-            a.pending = ev.reason
+        if state == ON_CALL or (state == WRAP_UP and a.owed_call is not None):
+            a.pending = ev.reason  # after the call and its required disposition
             return None
         if state == NOT_READY and a.reason == ev.reason:
             return None
@@ -1167,6 +1185,8 @@ class AcdEngine:
             return self._reject(ev, f"agent {a.id!r} is not logged in")
         if state == RESERVED:
             return self._reject(ev, f"agent {a.id!r} has a call ringing; answer or reject it")
+        if state == WRAP_UP and a.owed_call is not None:
+            return self._reject(ev, f"agent {a.id!r} owes the disposition of call {a.owed_call!r}")
         a.pending = None
         if state == ON_CALL:
             return None
@@ -1182,7 +1202,30 @@ class AcdEngine:
         a = self._agents[ev.agent_id]
         if a.state != WRAP_UP:
             return self._reject(ev, f"agent {a.id!r} is not in wrap-up (state {a.state})")
+        if a.owed_call is not None and not ev.forced:
+            return self._reject(ev, f"agent {a.id!r} owes the disposition of call {a.owed_call!r}")
         self._end_wrap(a)
+        return None
+
+    def _on_wrapup_extended(self, ev: WrapUpExtended) -> None:
+        a = self._agents[ev.agent_id]
+        q = self._queues.get(a.wrap_queue or "")
+        if a.state != WRAP_UP or a.wrap_until is None or q is None:
+            return self._reject(ev, f"agent {a.id!r} is not in a timed wrap-up (state {a.state})")
+        if q.s.after_call_work != "timed_extendable":
+            return self._reject(ev, f"queue {q.id!r} does not allow wrap-up extensions")
+        if a.extensions >= q.s.wrapup_max_extensions:
+            return self._reject(ev, f"agent {a.id!r} has used all {q.s.wrapup_max_extensions} extension(s)")
+        a.extensions += 1
+        a.wrap_until = max(a.wrap_until, self._now) + q.s.wrapup_extension_seconds
+        self._timer(a.wrap_until, _WRAP, a.id, a.seq, a.extensions)
+        return None
+
+    def _on_call_disposed(self, ev: CallDisposed) -> None:
+        """A disposition was saved: an until-disposed wrap-up may now end (the caller ends it)."""
+        a = self._agents[ev.agent_id]
+        if a.owed_call == ev.call_id:
+            a.owed_call = None
         return None
 
     def _on_skills_changed(self, ev: SkillsChanged) -> None:
@@ -1261,6 +1304,16 @@ class AcdEngine:
     def agent_state(self, agent_id: str) -> tuple[str, str | None]:
         a = self._agent(agent_id)
         return (a.state, a.reason)
+
+    def agent_wrap_up(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's wrap-up now (None when not in wrap-up): its mode, end, owed call and extensions left."""
+        a = self._agent(agent_id)
+        if a.state != WRAP_UP:
+            return None
+        q = self._queues.get(a.wrap_queue or "")
+        mode = q.s.after_call_work if q is not None else "timed"
+        left = max(0, q.s.wrapup_max_extensions - a.extensions) if q is not None and mode == "timed_extendable" else 0
+        return {"mode": mode, "until": a.wrap_until, "owed_call": a.owed_call, "extensions_left": left}
 
     def agent_skills(self, agent_id: str) -> dict[str, int]:
         """The agent's current skills (``SkillsChanged`` replaces the configured ones)."""
@@ -1455,6 +1508,9 @@ class AcdEngine:
                 "route_talk": a.route_talk,
                 "rr": dict(a.rr),
                 "wrap_queue": a.wrap_queue,
+                "owed_call": a.owed_call,
+                "wrap_until": a.wrap_until,
+                "extensions": a.extensions,
                 "seq": a.seq,
             }
         calls = sorted(self._calls.values(), key=lambda c: c.seq)
@@ -1519,6 +1575,9 @@ class AcdEngine:
             a.route_talk = d["route_talk"]
             a.rr = dict(d["rr"])
             a.wrap_queue = d["wrap_queue"]
+            a.owed_call = d.get("owed_call")
+            a.wrap_until = d.get("wrap_until")
+            a.extensions = int(d.get("extensions", 0))
             a.seq = d["seq"]
         for d in snap["calls"]:
             q = self._queue(d["queue"])

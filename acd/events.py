@@ -25,6 +25,8 @@ __all__ = [
     "AgentWentNotReady",
     "AgentBecameAvailable",
     "WrapUpEnded",
+    "WrapUpExtended",
+    "CallDisposed",
     "SkillsChanged",
     "StatisticsReset",
     "Tick",
@@ -150,9 +152,29 @@ class AgentBecameAvailable(Event):
 
 @dataclass(frozen=True, slots=True)
 class WrapUpEnded(Event):
-    """The agent finished after-call work before the wrap-up timer."""
+    """The agent finished after-call work before the wrap-up timer.
+
+    Refused while the agent owes the disposition an ``until_disposed`` queue requires, unless
+    ``forced`` (a supervisor's decision; the disposition stays owed, it is just no longer blocking).
+    """
 
     agent_id: str
+    forced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpExtended(Event):
+    """The agent asked for more after-call work time (queues with ``timed_extendable`` wrap-up)."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallDisposed(Event):
+    """The agent saved the disposition of ``call_id``: a wrap-up that waited for it may end."""
+
+    agent_id: str
+    call_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +210,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AgentWentNotReady,
         AgentBecameAvailable,
         WrapUpEnded,
+        WrapUpExtended,
+        CallDisposed,
         SkillsChanged,
         StatisticsReset,
         Tick,

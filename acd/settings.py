@@ -29,6 +29,9 @@ __all__ = [
 
 STRATEGIES = ("longest_idle", "round_robin", "fewest_calls", "least_talk_time")
 WHEN_NO_AGENTS = ("join", "refuse", "overflow")
+# After-call work (Genesys's modes): a fixed time; a fixed time the agent may extend; until the
+# disposition is saved; none (the agent is available at once, the disposition stays owed).
+AFTER_CALL_WORK = ("timed", "timed_extendable", "until_disposed", "optional")
 FINAL_TREATMENTS = ("callback", "voicemail", "hangup")
 DEFAULT_NOT_READY_REASONS = ("break", "lunch", "training", "meeting", "after_call_work", "no_answer")
 _QUEUE_TARGET = re.compile(r"^queue:([A-Za-z0-9_.-]+)$")
@@ -104,6 +107,9 @@ class QueueSettings:
     when_no_agents: str = "join"
     leave_when_empty: bool = False
     wrapup_seconds: float = 30.0
+    after_call_work: str = "timed"
+    wrapup_extension_seconds: float = 30.0
+    wrapup_max_extensions: int = 2
     ring_timeout_seconds: float = 15.0
     required_skills: Mapping[str, int] = field(default_factory=dict)
     relax_after_seconds: tuple[float, ...] = ()
@@ -132,6 +138,14 @@ class QueueSettings:
             raise SettingsError("when_no_agents: 'overflow' needs an overflow target")
         sets(self, "leave_when_empty", bool(self.leave_when_empty))
         sets(self, "wrapup_seconds", _number(self.wrapup_seconds, "wrapup_seconds"))
+        if self.after_call_work not in AFTER_CALL_WORK:
+            raise SettingsError(f"after_call_work: must be one of {', '.join(AFTER_CALL_WORK)}, "
+                                f"got {self.after_call_work!r}")
+        sets(self, "wrapup_extension_seconds", _number(self.wrapup_extension_seconds, "wrapup_extension_seconds",
+                                                       strict=True))
+        if isinstance(self.wrapup_max_extensions, bool) or not isinstance(self.wrapup_max_extensions, int) \
+                or self.wrapup_max_extensions < 0:
+            raise SettingsError(f"wrapup_max_extensions: must be a whole number >= 0, got {self.wrapup_max_extensions!r}")
         sets(self, "ring_timeout_seconds", _number(self.ring_timeout_seconds, "ring_timeout_seconds", strict=True))
         sets(self, "required_skills", normalize_skills(self.required_skills, "required_skills"))
         relax = tuple(_number(v, "relax_after_seconds", strict=True) for v in self.relax_after_seconds)
@@ -165,6 +179,9 @@ class QueueSettings:
             when_no_agents=_get(config, "when_no_agents", "join"),
             leave_when_empty=_get(config, "leave_when_empty", False),
             wrapup_seconds=_get(config, "wrapup_seconds", 30),
+            after_call_work=_get(config, "after_call_work", "timed"),
+            wrapup_extension_seconds=_get(config, "wrapup_extension_seconds", 30),
+            wrapup_max_extensions=_get(config, "wrapup_max_extensions", 2),
             ring_timeout_seconds=_get(config, "ring_timeout_seconds", 15),
             required_skills=dict(_get(config, "required_skills", {}) or {}),
             relax_after_seconds=tuple(_get(config, "relax_after_seconds", ()) or ()),
@@ -183,6 +200,9 @@ class QueueSettings:
             "when_no_agents": self.when_no_agents,
             "leave_when_empty": self.leave_when_empty,
             "wrapup_seconds": self.wrapup_seconds,
+            "after_call_work": self.after_call_work,
+            "wrapup_extension_seconds": self.wrapup_extension_seconds,
+            "wrapup_max_extensions": self.wrapup_max_extensions,
             "ring_timeout_seconds": self.ring_timeout_seconds,
             "required_skills": dict(self.required_skills),
             "relax_after_seconds": list(self.relax_after_seconds),

@@ -183,7 +183,12 @@ class QueueConfig(_Section):
     overflow: Overflow | None = None
     when_no_agents: Literal["join", "refuse", "overflow"] = "join"
     leave_when_empty: bool = False
-    wrapup_seconds: int = Field(30, ge=0, le=3600)
+    wrapup_seconds: int = Field(30, ge=0, le=3600, description="after-call work time of the timed modes")
+    after_call_work: Literal["timed", "timed_extendable", "until_disposed", "optional"] = Field(
+        "timed", description="timed: wrap-up for wrapup_seconds; timed_extendable: the agent may extend it; "
+        "until_disposed: wrap-up until the disposition is saved; optional: available at once")
+    wrapup_extension_seconds: int = Field(30, ge=1, le=3600, description="one extension (timed_extendable)")
+    wrapup_max_extensions: int = Field(2, ge=0, le=20, description="extensions per wrap-up (timed_extendable)")
     ring_timeout_seconds: int = Field(15, ge=3, le=300)
     required_skills: dict[str, SkillLevel] = Field(default_factory=dict)
     relax_after_seconds: list[int] = Field(

@@ -56,6 +56,30 @@ class BoundedDict(OrderedDict):
             self.popitem(last=False)
 
 
+@dataclass
+class OwedDisposition:
+    """A conversation an agent handled and has not given a disposition yet: what their console lists."""
+
+    call_id: str
+    ani: str | None
+    display_name: str | None
+    queue: str | None
+    customer_id: int | None
+    direction: str
+    answered_at: dt.datetime | None
+    ended_at: dt.datetime | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "ani": self.ani, "display_name": self.display_name, "queue": self.queue,
+                "customer_id": self.customer_id, "direction": self.direction,
+                "answered_at": self.answered_at.isoformat() if self.answered_at else None,
+                "ended_at": self.ended_at.isoformat() if self.ended_at else None}
+
+
+OWED_PER_AGENT = 500  # a console's list of dispositions owed; beyond this the oldest are dropped (and logged)
+OWED_LOOKBACK = dt.timedelta(days=2)  # owed dispositions reloaded from the records at start-up
+
+
 class RequestRefused(ValueError):
     """An agent request (dial, transfer) that cannot be carried out now; the message is for the agent."""
 
@@ -70,6 +94,14 @@ class SupervisorActionRefused(ValueError):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _for_people(reason: str) -> str:
+    """An ACD refusal in the agent's words (the engine's own names agents and calls by id)."""
+    if "owes the disposition of call" in reason:
+        call = reason.rsplit(" ", 1)[-1].strip("'")
+        return f"save the disposition of call {call} first (this queue needs it before the next call)"
+    return reason.replace("_", " ")
 
 
 @dataclass
@@ -142,7 +174,9 @@ class ContactCenter:
         self.by_leg: dict[str, str] = {}
         self.phones = {aid: a.phone for aid, a in settings.agents.items()}
         self.last_call_of_agent: dict[str, str] = {}
-        self.last_disposed: dict[str, str] = {}  # agent -> the last call they saved a disposition for
+        # agent -> the conversations they handled that still need a disposition, oldest first
+        self.owed: dict[str, OrderedDict[str, OwedDisposition]] = {}
+        self.disposed: BoundedDict[tuple[str, str], str] = BoundedDict(DISPOSABLE_CALLS)  # (agent, call) -> code
         # Who may save a call's disposition: kept for the last DISPOSABLE_CALLS calls, not forever.
         self.handled_by: BoundedDict[str, str] = BoundedDict(DISPOSABLE_CALLS)  # call -> agent who answered it
         self.transferred_from: BoundedDict[str, set[str]] = BoundedDict(DISPOSABLE_CALLS)  # agents before a transfer
@@ -169,6 +203,14 @@ class ContactCenter:
         )
         if closed:
             log.warning("closed %d interaction(s) left open by the previous run", closed)
+        since = self.now() - OWED_LOOKBACK
+        rows = await self._loop.run_in_executor(self._writer, lambda: self.store.owed_dispositions(since=since))
+        for row in rows:
+            agent_id = row.pop("agent_id")
+            if agent_id in self.settings.agents:
+                self._owe(agent_id, OwedDisposition(**row), notify=False)
+        if rows:
+            log.info("%d disposition(s) still owed from before the restart", len(rows))
         for agent_id, agent in self.settings.agents.items():
             if agent.auto_login and agent.role == "agent":
                 self._acd(acd.AgentLoggedIn(agent_id))
@@ -254,15 +296,32 @@ class ContactCenter:
 
     # ------------------------------------------------------------------ ACD
 
-    def _acd(self, event: acd.Event) -> None:
+    def _acd(self, event: acd.Event) -> list[acd.Action]:
         try:
             actions = self.engine.handle(event, self.now().timestamp())
         except acd.AcdError as exc:
             log.error("ACD refused %s: %s", type(event).__name__, exc)
-            return
+            return []
         self._acd_changed(event, actions)
         self._apply_acd(actions)
         self._schedule_acd()
+        return actions
+
+    def _acd_request(self, event: acd.Event) -> list[acd.Action]:
+        """An agent's or supervisor's request to the ACD: a refusal becomes :class:`RequestRefused`."""
+        actions = self._acd(event)
+        refusal = next((a for a in actions if isinstance(a, acd.EventRejected) and a.event is event), None)
+        if refusal is not None:
+            raise RequestRefused(_for_people(refusal.reason))
+        return actions
+
+    def wrap_up_of(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's wrap-up as consoles show it: mode, end (ISO time), the call it waits for, extensions left."""
+        wrap = self.engine.agent_wrap_up(agent_id)
+        if wrap is None:
+            return None
+        until = wrap["until"]
+        return {**wrap, "until": dt.datetime.fromtimestamp(until, dt.UTC).isoformat() if until is not None else None}
 
     def _acd_tick(self) -> None:
         self._acd_timer = None
@@ -423,6 +482,8 @@ class ContactCenter:
                 self._write(self.store.update, call_id, wrap_seconds=(self.now() - started).total_seconds())
         message = {"type": "agent.state", "agent_id": agent, "state": state, "reason": action.reason,
                    "previous": previous}
+        if state == "wrap_up":
+            message["wrap"] = self.wrap_up_of(agent)
         self.notifier.to_agent(agent, message)
         self.notifier.to_supervisors(message)
 
@@ -658,6 +719,12 @@ class ContactCenter:
         if call is None or event.leg != call.leg:
             return
         if call.phase == IVR:
+            if (call.playback in call.ivr_plays and call.session is not None and len(event.digit) == 1
+                    and event.digit in ivr.events.DTMF_KEYS and call.session.waiting_for == "digits"):
+                # barge-in (Play.barge_in): the key stops the prompt now, not when the next one replaces it
+                call.ivr_plays.pop(call.playback)
+                call.playback = None
+                self._send(tp.StopPlayback(leg=call.leg))
             self._ivr(call, ivr.DigitReceived(event.digit))
         elif call.phase == QUEUED and call.queue:
             key = self.settings.queues[call.queue].callback_key
@@ -793,9 +860,12 @@ class ContactCenter:
         call.phase = LEAVING
         for leg in call.legs():
             self._send(tp.Hangup(leg=leg, reason="conversation ended"))
+        if call.agent_id and call.answered_at is not None:
+            self._owe(call.agent_id, self._owed_of(call, now), notify=False)  # told with call.ended below
         self._acd(acd.CallEnded(call.call_id))
         if call.agent_id:
-            self.notifier.to_agent(call.agent_id, {"type": "call.ended", "call_id": call.call_id})
+            self.notifier.to_agent(call.agent_id, {"type": "call.ended", "call_id": call.call_id,
+                                                   "owed": self.owed_list(call.agent_id)})
 
     def _drop_agent_leg(self, call: Call) -> None:
         """Cancel a ringing agent leg at once; whatever that leg reports afterwards is ignored."""
@@ -859,13 +929,22 @@ class ContactCenter:
         self._acd(acd.AgentLoggedOut(agent_id))
 
     def ready(self, agent_id: str) -> None:
-        self._acd(acd.AgentBecameAvailable(agent_id))
+        """Available now; refused (:class:`RequestRefused`) while a disposition the queue requires is owed."""
+        self._acd_request(acd.AgentBecameAvailable(agent_id))
 
     def not_ready(self, agent_id: str, reason: str) -> None:
         self._acd(acd.AgentWentNotReady(agent_id, reason))
 
     def end_wrap_up(self, agent_id: str) -> None:
-        self._acd(acd.WrapUpEnded(agent_id))
+        """End after-call work; refused (:class:`RequestRefused`) while a required disposition is owed."""
+        self._acd_request(acd.WrapUpEnded(agent_id))
+
+    def extend_wrap_up(self, agent_id: str) -> dict[str, Any]:
+        """More after-call time (``timed_extendable`` queues); returns the wrap-up with its new end."""
+        self._acd_request(acd.WrapUpExtended(agent_id))
+        wrap = self.wrap_up_of(agent_id)
+        self.notifier.to_agent(agent_id, {"type": "agent.wrap_up", "agent_id": agent_id, "wrap": wrap})
+        return wrap or {}
 
     # ------------------------------------------------------------------ supervisor actions (CTI)
 
@@ -885,7 +964,7 @@ class ContactCenter:
             if before == "not_ready":
                 self.ready(agent_id)
             elif before == "wrap_up":
-                self.end_wrap_up(agent_id)
+                self._acd(acd.WrapUpEnded(agent_id, forced=True))  # a disposition owed stays listed
             else:
                 raise SupervisorActionRefused(f"agent {agent_id} is {said}: only a not-ready agent or one in "
                                               "wrap-up can be made ready")
@@ -938,9 +1017,11 @@ class ContactCenter:
 
     def dispose(self, agent_id: str, call_id: str, code: str, notes: str | None = None,
                 callback: dict[str, Any] | None = None) -> None:
-        """Save the agent's wrap-up code for a call it handled; rules come from ``[dispositions]``.
+        """Save the agent's wrap-up code for one named call they handled; rules come from ``[dispositions]``.
 
-        Raises :class:`DispositionRefused` with a message for the agent when a rule is not met.
+        The pair (agent, call) must be one the agent owes (or their connected call): nothing here
+        ever picks "the agent's latest call". Raises :class:`DispositionRefused` with a message for
+        the agent when a rule is not met; nothing is written then.
         """
         rule = self.settings.dispositions.get(code)
         if rule is None:
@@ -951,11 +1032,47 @@ class ContactCenter:
             raise DispositionRefused(f"{rule.label}: schedule a callback (number and time)")
         if callback and not callback.get("number"):
             raise DispositionRefused("a callback needs a number")
+        if (agent_id, call_id) in self.disposed:
+            raise DispositionRefused(f"call {call_id} already has your disposition "
+                                     f"({self.disposed[(agent_id, call_id)]}); it is not saved twice")
         if not self.may_dispose(agent_id, call_id):
+            live = self.calls.get(call_id)
+            if live is not None and live.agent_id == agent_id and live.phase == RINGING:
+                raise DispositionRefused(f"call {call_id} has not been answered yet")
             raise DispositionRefused(f"call {call_id} was not handled by agent {agent_id}")
         self._write(self.store.save_disposition, call_id=call_id, code=code, notes=(notes or None) and notes[:4000],
                     agent_id=agent_id, callback=callback)
-        self.last_disposed[agent_id] = call_id
+        self.disposed[(agent_id, call_id)] = code
+        owed = self.owed.get(agent_id)
+        if owed is not None and owed.pop(call_id, None) is not None:
+            self._owed_changed(agent_id)
+        self._acd(acd.CallDisposed(agent_id, call_id))
+
+    def owed_list(self, agent_id: str) -> list[dict[str, Any]]:
+        """The dispositions the agent owes, oldest first, as the consoles show them."""
+        return [o.to_wire() for o in self.owed.get(agent_id, {}).values()]
+
+    def _owed_of(self, call: Call, now: dt.datetime) -> OwedDisposition:
+        return OwedDisposition(call_id=call.call_id, ani=call.callback_number or call.ani,
+                               display_name=call.display_name, queue=call.queue, customer_id=call.customer_id,
+                               direction="outbound" if call.outbound else "inbound",
+                               answered_at=call.answered_at, ended_at=now)
+
+    def _owe(self, agent_id: str, owed: OwedDisposition, *, notify: bool = True) -> None:
+        if (agent_id, owed.call_id) in self.disposed:
+            return  # saved while the call was still on
+        listed = self.owed.setdefault(agent_id, OrderedDict())
+        listed[owed.call_id] = owed
+        while len(listed) > OWED_PER_AGENT:
+            dropped, _ = listed.popitem(last=False)
+            log.warning("agent %s owes more than %d dispositions: call %s is no longer listed", agent_id,
+                        OWED_PER_AGENT, dropped)
+        if notify:
+            self._owed_changed(agent_id)
+
+    def _owed_changed(self, agent_id: str) -> None:
+        self.notifier.to_agent(agent_id, {"type": "disposition.owed", "owed": self.owed_list(agent_id)})
+        self.notifier.to_supervisors({"type": "acd.changed", "queues": [], "agents": [agent_id]})
 
     def agent_snapshot(self, agent_id: str) -> dict[str, Any]:
         """The agent's state and current call, for a console that (re)connects."""
@@ -976,6 +1093,8 @@ class ContactCenter:
                 "answered_at": current.answered_at.isoformat() if current.answered_at else None,
             },
             "last_call_id": call_id,
+            "owed": self.owed_list(agent_id),
+            "wrap": self.wrap_up_of(agent_id),
         }
 
     def _conversation_of(self, agent_id: str) -> Call | None:
@@ -1043,13 +1162,15 @@ class ContactCenter:
         self._qlog(call.call_id, call.queue, agent_id, ql.BLINDTRANSFER, name if kind == "queue" else target, "", 0)
         # They still dispose of their part (not setdefault: that would bypass the bound).
         self.transferred_from[call.call_id] = self.transferred_from.get(call.call_id, set()) | {agent_id}
+        self._owe(agent_id, self._owed_of(call, now), notify=False)  # told with call.ended below
         self._acd(acd.CallEnded(call.call_id))
         self._send(tp.Hangup(leg=call.agent_leg, reason="transferred"))
         self.by_leg.pop(call.agent_leg, None)
         call.agent_leg = call.agent_id = None
         call.answered_at = call.offered_at = None
         call.on_hold = False
-        self.notifier.to_agent(agent_id, {"type": "call.ended", "call_id": call.call_id, "reason": "transferred"})
+        self.notifier.to_agent(agent_id, {"type": "call.ended", "call_id": call.call_id, "reason": "transferred",
+                                          "owed": self.owed_list(agent_id)})
         if kind == "queue":
             self._enqueue(call, name, call.priority, {})
             return True
@@ -1066,8 +1187,20 @@ class ContactCenter:
         return True
 
     def may_dispose(self, agent_id: str, call_id: str) -> bool:
-        """The agent answered this call: it is theirs, or was until they transferred it."""
-        return self.handled_by.get(call_id) == agent_id or agent_id in self.transferred_from.get(call_id, ())
+        """The agent owes this call's disposition, or is talking on it now."""
+        if call_id in self.owed.get(agent_id, {}):
+            return True
+        call = self.calls.get(call_id)
+        return call is not None and call.phase == CONNECTED and call.agent_id == agent_id and \
+            self.handled_by.get(call_id) == agent_id
+
+    def owns_call(self, agent_id: str, call_id: str) -> bool:
+        """The call is the agent's: ringing or connected for them now, or handled by them (for notes)."""
+        call = self.calls.get(call_id)
+        if call is not None and call.agent_id == agent_id and call.phase in (RINGING, CONNECTED):
+            return True
+        return call_id in self.owed.get(agent_id, {}) or self.handled_by.get(call_id) == agent_id or \
+            agent_id in self.transferred_from.get(call_id, ())
 
     def dial(self, agent_id: str, number: str, *, callback_id: int | None = None, customer_id: int | None = None,
              queue: str | None = None, display_name: str | None = None) -> bool:
@@ -1085,7 +1218,7 @@ class ContactCenter:
         if callback_id is not None and any(c.callback_id == callback_id for c in self.calls.values()):
             raise RequestRefused(f"callback {callback_id} is being dialled already")
         last = self.last_call_of_agent.get(agent_id)
-        if state == "wrap_up" and last is not None and self.last_disposed.get(agent_id) != last:
+        if state == "wrap_up" and last is not None and last in self.owed.get(agent_id, {}):
             # Dialling ends the wrap-up: the contact just handled must not be left without its code.
             raise RequestRefused(f"save the disposition of your last call ({last}) first")
         if not self.phones.get(agent_id):

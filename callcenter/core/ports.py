@@ -27,6 +27,9 @@ class ContactStore(Protocol):
     def save_disposition(self, *, call_id: str, code: str, notes: str | None, agent_id: str | None,
                          callback: dict[str, Any] | None = None) -> int: ...
 
+    def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
+        """Conversations ended since ``since`` with no disposition by their agent (keys as ``OwedDisposition`` + agent_id)."""
+
     def callback_progress(self, callback_id: int, *, status: str, result: str, attempt: bool = False,
                           call_id: str | None = None) -> None: ...
 
@@ -105,6 +108,20 @@ class InMemoryContactStore:
         if callback:
             self.callbacks.append({**callback, "source": "agent", "call_id": call_id})
         return 1
+
+    def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
+        owed = []
+        for row in self.rows.values():
+            agent = row.get("agent_id")
+            if not agent or not row.get("answered_at") or not row.get("ended_at") or row["ended_at"] < since:
+                continue
+            if any(d["agent_id"] == agent for d in row.get("dispositions", ())):
+                continue
+            owed.append({"agent_id": agent, "call_id": row["call_id"], "ani": row["ani"],
+                         "display_name": row["display_name"], "queue": row.get("queue"),
+                         "customer_id": row["customer_id"], "direction": row["direction"],
+                         "answered_at": row["answered_at"], "ended_at": row["ended_at"]})
+        return sorted(owed, key=lambda o: o["ended_at"])
 
     def audit(self, *, actor: str, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
         self.audits.append({"actor": actor, "action": action, "target": target, "details": details or {}})

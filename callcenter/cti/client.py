@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import itertools
 import json
+import math
 import logging
 import ssl
 from collections.abc import Callable
@@ -276,7 +277,15 @@ class AgentLink:
         attempt = 0
         while not self._stopping:
             self._status("connecting", self.url)
-            client = CtiClient(self.url, ssl_context=self.ssl_context, on_event=self.on_event)
+            held: list[dict[str, Any]] = []  # events that overtake the login reply wait for it
+
+            def deliver(message: dict[str, Any], held: list[dict[str, Any]] = held) -> Any:
+                if self.login_data is None or held:
+                    held.append(message)
+                    return None
+                return self.on_event(message) if self.on_event is not None else None
+
+            client = CtiClient(self.url, ssl_context=self.ssl_context, on_event=deliver)
             try:
                 await client.connect()
                 data = await client.login(self.agent_id, self._pin, client=self.client_name, phone=self.phone,
@@ -286,14 +295,17 @@ class AgentLink:
                 await client.close()
                 if exc.code == p.RATE_LIMITED:
                     wait = float(exc.data.get("retry_after") or 30)
-                    self._status("down", f"{exc.message}")
-                    await asyncio.sleep(wait)
+                    await self._count_down(wait, "too many failed logins for this agent or address")
                     continue
                 self._status("failed", exc.message)
                 return
             except (CtiConnectionError, CtiRequestError) as exc:
                 await client.close()
-                self._status("down", str(exc))
+                detail = str(exc)
+                if self.logins == 0 and isinstance(exc, CtiConnectionError):
+                    detail = (f"no CTI server answers at {self.url}: start it with 'callcenter serve' "
+                              "(or give the right address with --server); retrying")
+                self._status("down", detail)
                 await asyncio.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])
                 attempt += 1
                 continue
@@ -303,6 +315,12 @@ class AgentLink:
             self.logins += 1
             if self.on_login is not None:
                 self.on_login(data)
+            while held:  # in the order they came, after the state they apply to
+                message = held.pop(0)
+                if self.on_event is not None:
+                    outcome = self.on_event(message)
+                    if inspect.isawaitable(outcome):
+                        await outcome
             self._status("up", data.get("server", ""))
             reason = await client.wait_closed()
             self.login_data = None
@@ -314,6 +332,17 @@ class AgentLink:
             self._status("down", reason)
             await asyncio.sleep(self.backoff[0])
         self._status("down", "stopped")
+
+    async def _count_down(self, wait: float, why: str) -> None:
+        """Wait, telling the console each second how long is left (a lockout that never moves looks stuck)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait
+        while not self._stopping:
+            left = end - loop.time()
+            if left <= 0:
+                return
+            self._status("down", f"{why}; trying again in {math.ceil(left)} s")
+            await asyncio.sleep(min(1.0, left))
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         if not self.up:

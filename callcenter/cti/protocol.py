@@ -84,6 +84,7 @@ REQUESTS: dict[str, dict[str, Field]] = {
     "state.ready": {"agent_id": _OWN_AGENT},
     "state.not_ready": {"reason": _f(str, True, 64), "agent_id": _OWN_AGENT},
     "state.end_wrap_up": {"agent_id": _OWN_AGENT},
+    "state.extend_wrap_up": {"agent_id": _OWN_AGENT},
     "call.hangup": {"call_id": _CALL_ID, "agent_id": _OWN_AGENT},
     "call.hold": {"call_id": _CALL_ID, "agent_id": _OWN_AGENT},
     "call.unhold": {"call_id": _CALL_ID, "agent_id": _OWN_AGENT},
@@ -128,7 +129,8 @@ FORCE_STATES = ("ready", "not_ready", "logged_out")
 
 EVENTS = (
     "hello", "agent.state", "call.offered", "call.pop", "call.offer_cancelled", "call.connected", "call.ended",
-    "call.held", "call.resumed", "call.transferred", "call.blocked", "session.closed",
+    "call.held", "call.resumed", "call.transferred", "call.blocked", "session.closed", "agent.wrap_up",
+    "disposition.owed",
     "supervisor.update",
 )
 

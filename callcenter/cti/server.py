@@ -553,6 +553,8 @@ class CtiServer:
             snapshot["call"] = call
         last = snapshot.get("last_call_id")
         snapshot["last_call_notes"] = self._notes.get((agent_id, last), "") if last else ""
+        snapshot["owed"] = [{**item, "notes": self._notes.get((agent_id, item["call_id"]), "")}
+                            for item in snapshot.get("owed") or ()]
         return snapshot
 
     async def _resend_call(self, agent_id: str, call: dict[str, Any]) -> None:
@@ -635,23 +637,16 @@ class CtiServer:
         return current
 
     def _handled_by_other(self, agent_id: str, call_id: str) -> bool:
-        handled = getattr(self.center, "handled_by", {}).get(call_id)
+        handled = self.center.handled_by.get(call_id)
         if handled is not None and handled != agent_id:
             return True
-        live = getattr(self.center, "calls", {}).get(call_id)
-        return live is not None and getattr(live, "agent_id", None) not in (None, agent_id)
+        live = self.center.calls.get(call_id)
+        return live is not None and live.agent_id not in (None, agent_id)
 
     def _own_call(self, session: _Session, kind: str, call_id: str) -> None:
-        """The call is (or was, in this server's memory) the agent's: current, ringing, or handled by them."""
-        agent_id = session.agent_id
-        snapshot = self.center.agent_snapshot(agent_id)
-        mine = {snapshot.get("last_call_id")}
-        if snapshot.get("call"):
-            mine.add(snapshot["call"]["call_id"])
-        if getattr(self.center, "handled_by", {}).get(call_id) == agent_id:
-            mine.add(call_id)
-        if call_id not in mine:
-            raise self._refuse(session, kind, f"call {call_id} is not agent {agent_id}'s call")
+        """The call is the agent's: ringing or connected for them, or handled by them and still remembered."""
+        if not self.center.owns_call(session.agent_id, call_id):
+            raise self._refuse(session, kind, f"call {call_id} is not agent {session.agent_id}'s call")
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.directory is None:
@@ -696,8 +691,13 @@ class CtiServer:
     # ------------------------------------------------------------------ requests: state
 
     async def _r_state_ready(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        from callcenter.core.contact_center import RequestRefused
+
         before = self._state(session.agent_id)
-        self.center.ready(session.agent_id)
+        try:
+            self.center.ready(session.agent_id)
+        except RequestRefused as exc:
+            raise p.ProtocolError(p.REFUSED, str(exc), state=before) from None
         after = self._state(session.agent_id)
         if after == "on_call":  # the ACD keeps the agent on the call and drops a pending not-ready
             return {"state": after, "pending": None}
@@ -713,19 +713,33 @@ class CtiServer:
         before = self._state(session.agent_id)
         self.center.not_ready(session.agent_id, reason)
         snapshot = self.center.agent_snapshot(session.agent_id)
-        if before == "on_call" and snapshot["state"] == "on_call":  # after this call (and its wrap-up)
-            return {"state": "on_call", "pending": reason}
+        if before in ("on_call", "wrap_up") and snapshot["state"] == before:  # after this call (and its wrap-up)
+            return {"state": before, "pending": reason}
         if snapshot["state"] != "not_ready" or snapshot["reason"] != reason:
             raise p.ProtocolError(p.REFUSED, f"cannot go not ready while {before.replace('_', ' ')}",
                                   state=snapshot["state"])
         return {"state": "not_ready", "reason": reason}
 
     async def _r_state_end_wrap_up(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        from callcenter.core.contact_center import RequestRefused
+
         before = self._state(session.agent_id)
         if before != "wrap_up":
             raise p.ProtocolError(p.REFUSED, "you are not in wrap-up", state=before)
-        self.center.end_wrap_up(session.agent_id)
+        try:
+            self.center.end_wrap_up(session.agent_id)
+        except RequestRefused as exc:
+            raise p.ProtocolError(p.REFUSED, str(exc), state=before) from None
         return {"state": self._state(session.agent_id)}
+
+    async def _r_state_extend_wrap_up(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        from callcenter.core.contact_center import RequestRefused
+
+        try:
+            wrap = self.center.extend_wrap_up(session.agent_id)
+        except RequestRefused as exc:
+            raise p.ProtocolError(p.REFUSED, str(exc), state=self._state(session.agent_id)) from None
+        return {"state": "wrap_up", "wrap": wrap}
 
     # ------------------------------------------------------------------ requests: calls
 
@@ -852,32 +866,34 @@ class CtiServer:
                 "notes": (raw.get("notes") or None)}
 
     async def _r_disposition_save(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
+        """The disposition of the one call named in the request: never "the agent's latest call"."""
         from callcenter.core.contact_center import DispositionRefused
 
         call_id, code = message["call_id"], message["code"]
         agent_id = session.agent_id
-        may = getattr(self.center, "may_dispose", None)
-        allowed = may(agent_id, call_id) if callable(may) else getattr(self.center, "handled_by", {}).get(call_id) == agent_id
-        if not allowed:
-            raise self._refuse(session, "disposition.save", f"call {call_id} was not handled by agent {agent_id}")
-        rule = self.settings.dispositions.get(code)
-        if rule is None:
+        if self.settings.dispositions.get(code) is None:
             raise p.ProtocolError(p.BAD_REQUEST, f"unknown disposition code {code[:32]!r}")
+        if not self.center.may_dispose(agent_id, call_id) and not self.center.owns_call(agent_id, call_id):
+            raise self._refuse(session, "disposition.save", f"call {call_id} was not handled by agent {agent_id}")
         callback = self._callback(session, message["callback"]) if message.get("callback") else None
         notes = message.get("notes")
         try:
             self.center.dispose(agent_id, call_id, code, notes=notes, callback=callback)
         except DispositionRefused as exc:
-            raise p.ProtocolError(p.REFUSED, str(exc)) from None
+            raise p.ProtocolError(p.REFUSED, str(exc), call_id=call_id) from None
         await self.center.drain()
         self._notes.pop((agent_id, call_id), None)
         state = self._state(agent_id)
-        if message.get("end_wrap_up", True) and state == "wrap_up":
+        wrap = self.center.wrap_up_of(agent_id)
+        # Saving ends the wrap-up this call put the agent in (not one of a later call).
+        if message.get("end_wrap_up", True) and state == "wrap_up" and \
+                self.center.last_call_of_agent.get(agent_id) == call_id and not (wrap or {}).get("owed_call"):
             self.center.end_wrap_up(agent_id)
             state = self._state(agent_id)
         log.info("CTI agent %s disposed call %s as %s%s", agent_id, call_id, code,
                  " with a callback" if callback else "")
-        return {"call_id": call_id, "code": code, "state": state, "callback": callback is not None}
+        return {"call_id": call_id, "code": code, "state": state, "callback": callback is not None,
+                "owed": self.center.owed_list(agent_id)}
 
     # ------------------------------------------------------------------ requests: customers
 

@@ -251,6 +251,7 @@ class SupervisorFeed:
             },
             "calls": s.calls, "aht": _round(handled / s.calls, 2) if s.calls else None,
             "occupancy": _round(s.occupancy), "missed": s.missed_offers,
+            "owed": len(snapshot.get("owed") or ()),
             "console": aid in set(self.connected_agents()),
         }
 

@@ -90,6 +90,9 @@ class SqlInteractionStore:
             interaction = s.scalar(select(Interaction).where(Interaction.call_id == call_id))
             if interaction is None:
                 raise LookupError(f"no interaction for call {call_id!r}")
+            if agent_id is not None and s.scalar(select(Disposition.id).where(
+                    Disposition.interaction_id == interaction.id, Disposition.agent_id == agent_id)) is not None:
+                raise ValueError(f"call {call_id!r} already has a disposition by agent {agent_id!r}")
             s.add(Disposition(interaction_id=interaction.id, code=code, notes=notes, agent_id=agent_id))
             if callback:
                 s.add(
@@ -102,6 +105,19 @@ class SqlInteractionStore:
                 )
             s.flush()
             return interaction.id
+
+    def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
+        """Conversations ended since ``since`` whose agent saved no disposition, oldest first (for a restart)."""
+        disposed = select(Disposition.id).where(Disposition.interaction_id == Interaction.id,
+                                                Disposition.agent_id == Interaction.agent_id).exists()
+        query = (select(Interaction).where(Interaction.agent_id.is_not(None), Interaction.answered_at.is_not(None),
+                                           Interaction.ended_at >= since, ~disposed)
+                 .order_by(Interaction.ended_at, Interaction.id))
+        with self.db.session() as s:
+            return [{"agent_id": i.agent_id, "call_id": i.call_id, "ani": i.ani, "display_name": i.display_name,
+                     "queue": i.queue, "customer_id": i.customer_id, "direction": i.direction,
+                     "answered_at": i.answered_at, "ended_at": i.ended_at}
+                    for i in s.scalars(query) if i.call_id]
 
     def add_callback(
         self, *, number: str, customer_id: int | None, queue: str | None, due_from: dt.datetime,

@@ -29,18 +29,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widget import Widget
-from textual.widgets import Header, Label, RichLog, Static, TextArea
+from textual.widgets import Label, RichLog, Static, TextArea
 
 from callcenter.cti.client import AgentLink
 from callcenter.tui import cti_link
 from callcenter.cti.errors import CtiConnectionError, CtiError, CtiRequestError
-from callcenter.tui.agent_model import AgentModel, CallView
+from callcenter.tui.agent_model import AgentModel, CallView, parse_time
+from callcenter.tui.center_clock import CenterClock, CenterHeader, center_time
 from callcenter.tui.agent_screens import (
     CallbacksScreen,
     ConfirmScreen,
     CustomerPicker,
     DispositionScreen,
     HelpScreen,
+    OwedPicker,
     ProfileScreen,
     QuickCreateScreen,
     ReasonPicker,
@@ -73,7 +75,9 @@ HELP_ROWS = [
     ("o", "Hold / resume", "on a call"),
     ("t", "Blind transfer to a queue or an agent", "on a call"),
     ("e", "Write notes (Esc leaves the notes); they go with the call's disposition", "any time"),
-    ("d", "Disposition: outcome, notes, callback", "wrap-up"),
+    ("d", "Disposition: outcome, notes, callback, for one call you owe it for (a list when several)",
+     "dispositions owed"),
+    ("w", "More wrap-up time (queues that allow extensions)", "wrap-up"),
     ("p", "Pick the customer (shared number)", "when the pop offers a choice"),
     ("a", "New contact: create the caller", "when the number is unknown"),
     ("c", "My callbacks (due, overdue); d dials one", "any time"),
@@ -87,7 +91,7 @@ HELP_ROWS = [
 ]
 
 _AGENT_ACTIONS = {"ready", "not_ready", "hang_up", "hold", "transfer", "notes", "dispose", "pick_customer",
-                  "add_contact", "callbacks", "recent"}
+                  "add_contact", "callbacks", "recent", "extend_wrap_up"}
 _SERVER_ACTIONS_ANY_ROLE = {"search", "logout"}
 _SERVER_ACTIONS = _AGENT_ACTIONS | _SERVER_ACTIONS_ANY_ROLE
 
@@ -158,6 +162,7 @@ class AgentConsoleApp(App[str | None]):
         Binding("t", "transfer", "Transfer"),
         Binding("e", "notes", "Notes"),
         Binding("d", "dispose", "Dispose"),
+        Binding("w", "extend_wrap_up", "More time"),
         Binding("p", "pick_customer", "Pick customer"),
         Binding("a", "add_contact", "New contact"),
         Binding("c", "callbacks", "Callbacks"),
@@ -200,11 +205,12 @@ class AgentConsoleApp(App[str | None]):
         self._notes_timer = None
         self._keys_shown: tuple = ()
         self._pop_shown: tuple | None = None
+        self._form_open = False
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield CenterHeader(self.server_now, lambda: self.zone)
         yield Static(Text("connecting…"), id="statebar")
         with Horizontal(id="main"):
             yield PopPane(id="pop-pane")
@@ -260,11 +266,12 @@ class AgentConsoleApp(App[str | None]):
 
     @on(LinkChanged)
     def _link_changed(self, message: LinkChanged) -> None:
+        was = self.model.link
         self.model.link, self.model.link_detail = message.status, message.detail
         if message.status == "failed" and self.model.logins == 0:
             self.exit(f"login refused: {message.detail}", return_code=1)
             return
-        if message.status == "down" and self.model.logins:
+        if message.status == "down" and self.model.logins and was == "up":
             self.notify(f"CTI link lost ({message.detail}); reconnecting…", severity="warning", markup=False)
         if message.status == "failed":
             self.notify(f"Logged out: {message.detail}", severity="error", timeout=30, markup=False)
@@ -278,6 +285,8 @@ class AgentConsoleApp(App[str | None]):
         had_call = self.model.call.call_id if self.model.call else None
         self.model.on_login(data, self.monotonic())
         self.title = f"Agent console · {self.model.center}" if self.model.center else "Agent console"
+        for clock in self.query(CenterClock):
+            clock.refresh()  # the center's zone is known now
         self.sub_title = f"{self.model.agent_id} {self.model.name} ({self.model.role})"
         current = self.model.call or self.model.wrap_call
         if current is not None and current.call_id != had_call:
@@ -287,8 +296,8 @@ class AgentConsoleApp(App[str | None]):
         if self.model.role == "supervisor":
             self.notify("Supervisor login: this console takes no calls; search and look-ups work.", markup=False)
         self._refresh_all()
-        if self.model.state == "wrap_up" and self.model.needs_disposition:
-            self.run_disposition()
+        if self.model.disposition_blocks:
+            self.offer_disposition(self.model.wrap.get("owed_call"))
 
     @on(EventReceived)
     def _event(self, message: EventReceived) -> None:
@@ -306,11 +315,8 @@ class AgentConsoleApp(App[str | None]):
             self._render_pop()
             call_id = event.get("call_id")
             self.call_after_refresh(self._pop_on_screen, call_id)
-        elif change == "ended":
-            if self.model.state == "wrap_up" or self.model.needs_disposition:
-                self.run_disposition()
-        elif change == "state" and self.model.state == "wrap_up" and self.model.needs_disposition:
-            self.run_disposition()
+        elif change == "ended" and kind in ("call.ended", "call.transferred"):
+            self.offer_disposition(event.get("call_id"))
         elif kind == "session.closed":
             self.notify(f"The server closed this session: {event.get('reason')}", severity="warning", markup=False)
         if change == "offer":
@@ -346,7 +352,16 @@ class AgentConsoleApp(App[str | None]):
         return safe_text(f"{number}{name}", limit=80).plain
 
     def _idle(self) -> RenderableType:
-        return Text("No call. Press r to be ready, ? for help.", style="dim")
+        state = self.model.state
+        if state == "available":
+            hint = "No call. You are ready: the next call rings here. n: not ready, ? for help."
+        elif state == "wrap_up":
+            hint = "No call. Wrap-up: d for the disposition, r to be ready, ? for help."
+        elif self.model.link != "up":
+            hint = f"Not connected: {self.model.link_detail or self.model.link}"
+        else:
+            hint = "No call. Press r to be ready, ? for help."
+        return Text(hint, style="dim")
 
     def _statebar(self) -> Text:
         m = self.model
@@ -364,17 +379,34 @@ class AgentConsoleApp(App[str | None]):
                 bar.append_text(safe_text(call.queue))
             if call.held:
                 bar.append("  ON HOLD", style="bold yellow")
-        elif m.needs_disposition:
-            bar.append("   disposition pending (d)", style="bold cyan")
+        if m.state == "wrap_up":
+            bar.append_text(self._wrap_text())
+        if m.owed:
+            count = len(m.owed)
+            bar.append(f"   {count} disposition{'s' if count > 1 else ''} owed (d)", style="bold cyan")
         bar.append("   link ")
         bar.append(m.link, style=_LINK_STYLE.get(m.link, ""))
         if m.link != "up" and m.link_detail:
             bar.append(" ")
-            bar.append_text(safe_text(m.link_detail, "dim", limit=60))
+            bar.append_text(safe_text(m.link_detail, "dim", limit=100))
         return bar
 
+    def _wrap_text(self) -> Text:
+        """How the wrap-up ends: at a time (with extensions left), or when the disposition is saved."""
+        wrap = self.model.wrap or {}
+        if wrap.get("owed_call"):
+            return Text("   ends when the disposition is saved", style="cyan")
+        until = parse_time(wrap.get("until"))
+        if until is None:
+            return Text("")
+        left = max(0.0, (until - self.server_now()).total_seconds())
+        text = Text(f"   next call in {_clock(left)}", style="cyan")
+        if wrap.get("extensions_left"):
+            text.append("  (w: more time)", style="dim")
+        return text
+
     def _call_info(self) -> Text:
-        call = self.model.call or self.model.wrap_call
+        call = self._shown_call()
         if call is None:
             return Text("")
         info = Text(f"call {call.call_id[:12]}  {call.phase}", style="dim")
@@ -382,8 +414,18 @@ class AgentConsoleApp(App[str | None]):
             info.append(f"  waited {_clock(call.waited)}", style="dim")
         return info
 
+    def _shown_call(self) -> CallView | None:
+        """The call on screen: the current one, else in wrap-up the one just ended (when its pop is known)."""
+        m = self.model
+        if m.call is not None:
+            return m.call
+        wrap = m.wrap_call
+        if wrap is not None and m.state == "wrap_up" and (wrap.pop is not None or wrap.pop_error):
+            return wrap
+        return None
+
     def _render_pop(self) -> None:
-        call = self.model.call or self.model.wrap_call
+        call = self._shown_call()
         view = self._main("#pop-pane", PopPane)
         if view is None:
             return
@@ -391,9 +433,10 @@ class AgentConsoleApp(App[str | None]):
         shown = (call.call_id, id(call.pop), call.pop_error) if call is not None else None
         if shown == self._pop_shown and shown is not None and call.pop is not None:
             return
-        if shown is None and self._pop_shown is None:
+        idle = ("idle", self.model.state, self.model.link, self.model.link_detail)
+        if shown is None and self._pop_shown == idle:
             return
-        self._pop_shown = shown
+        self._pop_shown = shown if shown is not None else idle
         if call is None:
             view.show(self._idle())
             return
@@ -470,6 +513,7 @@ class AgentConsoleApp(App[str | None]):
             "transfer": connected,
             "notes": True,
             "dispose": m.needs_disposition,
+            "extend_wrap_up": m.state == "wrap_up" and bool((m.wrap or {}).get("extensions_left")),
             "pick_customer": pop is not None and pop.kind == "choose",
             "add_contact": pop is not None and pop.kind == "new",
             "logout": m.state not in ("reserved", "on_call"),
@@ -497,9 +541,9 @@ class AgentConsoleApp(App[str | None]):
         return data
 
     def action_ready(self) -> None:
-        if self.model.needs_disposition:
-            self.notify("Save the disposition of the last call first.", markup=False)
-            self.run_disposition()
+        if self.model.disposition_blocks:
+            self.notify("This queue needs the disposition before the next call.", markup=False)
+            self.run_disposition((self.model.wrap or {}).get("owed_call"))
             return
         if self.model.state == "wrap_up":
             self.send("state.end_wrap_up")
@@ -542,11 +586,15 @@ class AgentConsoleApp(App[str | None]):
     def action_dispose(self) -> None:
         self.run_disposition()
 
+    def action_extend_wrap_up(self) -> None:
+        self.send("state.extend_wrap_up", done="More wrap-up time")
+
     @work(exclusive=True, group="dialog")
     async def action_logout(self) -> None:
         question = "Log out of the ACD? You will get no calls until you log in again."
-        if self.model.needs_disposition:
-            question = "The last call has no disposition yet. " + question
+        if self.model.owed:
+            count = len(self.model.owed)
+            question = f"You still owe {count} disposition{'s' if count > 1 else ''} (d). " + question
         if not await self.push_screen_wait(ConfirmScreen(question)):
             return
         try:
@@ -566,8 +614,8 @@ class AgentConsoleApp(App[str | None]):
                                                     dial_blocked=self._dial_blocked))
 
     def _dial_blocked(self) -> str | None:
-        """A dial would replace the call waiting for its disposition on this console: that one first."""
-        if self.model.needs_disposition:
+        """Dialling ends a wrap-up: the call it is for needs its disposition first."""
+        if self.model.state == "wrap_up" and self.model.wrap_call is not None:
             return "save the disposition of the last call first (Esc, then d)"
         return None
 
@@ -671,35 +719,62 @@ class AgentConsoleApp(App[str | None]):
         if call is not None and self.model.link == "up" and not call.disposed:
             self.send("call.notes", call_id=call.call_id, text=call.notes[:4000])
 
-    @work(exclusive=True, group="disposition")
-    async def run_disposition(self) -> None:
-        call = self.model.wrap_call
-        if call is None or call.disposed or self.model.role != "agent":
+    def offer_disposition(self, call_id: str | None) -> None:
+        """A call just ended: open its form unless another dialog is in the way (then it waits in the list)."""
+        if call_id is None or call_id not in self.model.owed or self.screen is not self.screen_stack[0]:
+            self._refresh_all(pop=False)
             return
+        self.run_disposition(call_id)
+
+    @work(group="disposition")
+    async def run_disposition(self, call_id: str | None = None) -> None:
+        """One form at a time, bound to one call id from the moment it opens; Esc leaves it in the list."""
+        if self._form_open or self.model.role != "agent" or not self.model.owed:
+            return
+        self._form_open = True
+        try:
+            if call_id is None or call_id not in self.model.owed:
+                call_id = next(iter(self.model.owed)) if len(self.model.owed) == 1 else await self.push_screen_wait(
+                    OwedPicker(list(self.model.owed.values()), region=self.model.region, zone=self.zone))
+            call = self.model.owed.get(call_id) if call_id else None
+            if call is None:
+                return
+            await self._dispose(call)
+        finally:
+            self._form_open = False
+            self._refresh_all(pop=False)
+
+    async def _dispose(self, call: CallView) -> None:
         if self._notes_call == call.call_id:
             call.notes = self.query_one("#notes", TextArea).text
         label = safe_text(self._caller_plain(call) or call.call_id[:12])
+        if call.ended_at is not None:
+            label.append(f"  ended {center_time(call.ended_at, self.zone, '%H:%M')}", style="dim")
         previous, error = None, None
         while True:
             choice = await self.push_screen_wait(DispositionScreen(
-                self.model.dispositions, call_label=label, notes=call.notes, number=call.callback or call.ani,
-                zone=self.model.timezone, region=self.model.region, now=self.server_now(), previous=previous,
-                error=error))
+                self.model.dispositions, call_label=label, call_id=call.call_id, notes=call.notes,
+                number=call.callback or call.ani, zone=self.model.timezone, region=self.model.region,
+                now=self.server_now(), previous=previous, error=error))
             if choice is None:
-                self.notify("Disposition postponed: press d when ready.", markup=False)
-                self._refresh_all(pop=False)
+                owed = len(self.model.owed)
+                self.notify(f"Disposition postponed: {owed} owed, press d when ready.", markup=False)
                 return
             try:
-                data = await self.request("disposition.save", **choice.request(call.call_id))
+                data = await self.request("disposition.save", **choice.request())
             except CtiRequestError as exc:
+                if "already has your disposition" in exc.message:
+                    self.model.mark_disposed(call.call_id)
+                    self.notify(exc.message, severity="warning", markup=False)
+                    return
                 previous, error = choice, exc.message
                 continue
             except CtiConnectionError as exc:
                 previous, error = choice, f"not saved, the link is down: {exc}"
                 continue
-            call.disposed = True
-            if self.model.wrap_call is call:
-                self.model.wrap_call = None
+            self.model.mark_disposed(call.call_id)
+            if isinstance(data.get("owed"), list):
+                self.model.set_owed(data["owed"])
             if self._notes_call == call.call_id:
                 self._load_notes(self.model.call)
             saved = "Disposition saved" + (" with a callback" if data.get("callback") else "")

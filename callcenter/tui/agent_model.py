@@ -54,6 +54,15 @@ class CallView:
     pop_error: str | None = None
     notes: str = ""
     disposed: bool = False
+    ended_at: dt.datetime | None = None  # server time, for the list of dispositions owed
+
+    @classmethod
+    def from_owed(cls, item: dict[str, Any]) -> CallView:
+        """A call the server lists as owing a disposition (no pop: the console was not there, or restarted)."""
+        return cls(call_id=str(item["call_id"]), phase="ended", ani=item.get("ani"),
+                   display_name=item.get("display_name"), queue=item.get("queue"),
+                   customer_id=item.get("customer_id"), notes=item.get("notes") or "",
+                   ended_at=parse_time(item.get("ended_at")))
 
 
 @dataclass
@@ -67,7 +76,10 @@ class AgentModel:
     link: str = "connecting"
     link_detail: str = ""
     call: CallView | None = None
-    wrap_call: CallView | None = None
+    # Calls this agent still owes a disposition for, oldest first: the server's list, with what the
+    # console knows of each (pop, notes). A list, never a stack of forms.
+    owed: dict[str, CallView] = field(default_factory=dict)
+    wrap: dict[str, Any] | None = None  # the wrap-up as the server has it (mode, until, owed_call)
     dispositions: list[dict[str, Any]] = field(default_factory=list)
     not_ready_reasons: list[str] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
@@ -105,13 +117,45 @@ class AgentModel:
 
     @property
     def needs_disposition(self) -> bool:
-        return self.wrap_call is not None and not self.wrap_call.disposed
+        return bool(self.owed)
+
+    @property
+    def wrap_call(self) -> CallView | None:
+        """The call the wrap-up is for (or else the latest one owed): what the pop pane shows between calls."""
+        owed_call = (self.wrap or {}).get("owed_call")
+        if owed_call in self.owed:
+            return self.owed[owed_call]
+        return next(reversed(self.owed.values()), None)
+
+    @property
+    def disposition_blocks(self) -> bool:
+        """The queue's after-call work waits for a disposition before the next call."""
+        return self.state == "wrap_up" and bool((self.wrap or {}).get("owed_call"))
 
     def owns(self, call_id: str | None) -> CallView | None:
-        for call in (self.call, self.wrap_call):
-            if call is not None and call.call_id == call_id:
-                return call
-        return None
+        if self.call is not None and self.call.call_id == call_id:
+            return self.call
+        return self.owed.get(call_id) if call_id is not None else None
+
+    def set_owed(self, items: list[dict[str, Any]]) -> None:
+        """Replace the list with the server's, keeping what this console already knows of each call."""
+        known = dict(self.owed)
+        if self.call is not None:
+            known.setdefault(self.call.call_id, self.call)
+        owed: dict[str, CallView] = {}
+        for item in items:
+            if not isinstance(item, dict) or not item.get("call_id"):
+                continue
+            call_id = str(item["call_id"])
+            view = known.get(call_id) or CallView.from_owed(item)
+            view.ended_at = view.ended_at or parse_time(item.get("ended_at"))
+            owed[call_id] = view
+        self.owed = owed
+
+    def mark_disposed(self, call_id: str) -> None:
+        view = self.owed.pop(call_id, None)
+        if view is not None:
+            view.disposed = True
 
     # ------------------------------------------------------------------ inputs
 
@@ -163,12 +207,11 @@ class AgentModel:
         else:
             if previous is not None and previous.phase == "connected":
                 previous.phase, previous.ended_local = "ended", now
-                self.wrap_call = previous
             self.call = None
-        last = snapshot.get("last_call_id")
-        if self.state == "wrap_up" and self.call is None and last:
-            if self.wrap_call is None or self.wrap_call.call_id != last:
-                self.wrap_call = CallView(call_id=last, phase="ended", notes=snapshot.get("last_call_notes") or "")
+        if previous is not None and previous is not self.call:
+            self.owed.setdefault(previous.call_id, previous)  # kept only if the server lists it below
+        self.wrap = snapshot.get("wrap") if self.state == "wrap_up" else None
+        self.set_owed(list(snapshot.get("owed") or []))
 
     def on_event(self, message: dict[str, Any], now: float) -> str | None:
         """Apply one pushed event; returns what changed: 'state', 'offer', 'pop', 'call', 'ended' or None."""
@@ -180,6 +223,7 @@ class AgentModel:
             self.state = message.get("state") or self.state
             self.reason = message.get("reason")
             self.state_since = now
+            self.wrap = message.get("wrap") if self.state == "wrap_up" else None
             if self.call is not None and self.call.phase == "ringing" and self.state in (
                     "available", "not_ready", "logged_out"):
                 self.call = None  # the offer is gone (the caller hung up while the phone rang)
@@ -219,11 +263,20 @@ class AgentModel:
             return None
         if kind in ("call.ended", "call.transferred"):
             call = self.call if self.call is not None and self.call.call_id == call_id else None
-            if call is None:
-                return None
-            call.phase, call.ended_local, call.held = "ended", now, False
-            self.call = None
-            if call.answered_local is not None:
-                self.wrap_call = call
-            return "ended"
+            if call is not None:
+                call.phase, call.ended_local, call.held = "ended", now, False
+                self.call = None
+                if call.answered_local is not None and "owed" not in message:
+                    self.owed[call.call_id] = call
+            if "owed" in message:
+                if call is not None:
+                    self.owed.setdefault(call.call_id, call)
+                self.set_owed(list(message.get("owed") or []))
+            return "ended" if call is not None or "owed" in message else None
+        if kind == "disposition.owed":
+            self.set_owed(list(message.get("owed") or []))
+            return "owed"
+        if kind == "agent.wrap_up":
+            self.wrap = message.get("wrap") if self.state == "wrap_up" else None
+            return "state"
         return None

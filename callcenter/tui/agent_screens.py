@@ -25,6 +25,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionList, RadioButton, RadioSet, Static, TextArea
 from textual.widgets.option_list import Option
 
+from callcenter.tui.center_clock import center_time
 from screenpop.numbers import display, normalize
 from screenpop.pop import CustomerCandidate
 from screenpop.render import render_profile, safe_text
@@ -34,7 +35,7 @@ Request = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def _when(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else "—"
+    return center_time(moment, zone)
 
 
 # ----------------------------------------------------------------------------- help
@@ -275,14 +276,15 @@ class QuickCreateScreen(ModalScreen[NewCustomer | None]):
 
 @dataclass(frozen=True, slots=True)
 class DispositionChoice:
-    """What the agent filled in: the code, notes, and an optional callback (CTI ``disposition.save`` fields)."""
+    """What the agent filled in for one call: the code, notes, and an optional callback (``disposition.save``)."""
 
+    call_id: str
     code: str
     notes: str
     callback: dict[str, Any] | None
 
-    def request(self, call_id: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {"call_id": call_id, "code": self.code, "notes": self.notes or None}
+    def request(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"call_id": self.call_id, "code": self.code, "notes": self.notes or None}
         if self.callback:
             fields["callback"] = self.callback
         return fields
@@ -302,10 +304,11 @@ class DispositionForm(Widget):
             self.form = form
             self.choice = choice
 
-    def __init__(self, codes: list[dict[str, Any]], *, notes: str, number: str | None, zone: str, region: str,
-                 now: dt.datetime, previous: DispositionChoice | None = None, error: str | None = None,
+    def __init__(self, codes: list[dict[str, Any]], *, call_id: str, notes: str, number: str | None, zone: str,
+                 region: str, now: dt.datetime, previous: DispositionChoice | None = None, error: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.call_id = call_id
         self.codes = codes
         self.notes = notes
         self.number = number or ""
@@ -392,7 +395,7 @@ class DispositionForm(Widget):
             owner = "anyone" if self.query_one("#dp-anyone", RadioButton).value else "me"
             callback = {"number": parsed.e164, "due_from": local.isoformat(),
                         "due_until": (local + dt.timedelta(hours=2)).isoformat(), "owner": owner}
-        return DispositionChoice(code=code, notes=notes, callback=callback)
+        return DispositionChoice(call_id=self.call_id, code=code, notes=notes, callback=callback)
 
     def submit(self) -> None:
         outcome = self.check()
@@ -407,29 +410,80 @@ class DispositionForm(Widget):
 
 
 class DispositionScreen(ModalScreen[DispositionChoice | None]):
-    """Wrap-up: the disposition form. Esc postpones it (the console asks again before Ready)."""
+    """The disposition form of one call, named in its title; Esc postpones it (the call stays in the owed list).
+
+    Dismissed once: a second Ctrl+S or Esc while it closes does nothing (it never reaches another form).
+    """
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Later")]
 
-    def __init__(self, codes: list[dict[str, Any]], *, call_label: Text, **form: Any) -> None:
+    def __init__(self, codes: list[dict[str, Any]], *, call_label: Text, call_id: str, **form: Any) -> None:
         super().__init__()
         self.codes = codes
         self.call_label = call_label
+        self.call_id = call_id
         self.form_options = form
+        self._answered = False
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="disposition", classes="dialog tall"):
             title = Text("Wrap-up: ", style="bold")
             title.append_text(self.call_label)
+            title.append(f"  · call {self.call_id[:12]}", style="dim")
             yield Static(title, classes="dialog-title")
-            yield DispositionForm(self.codes, **self.form_options)
+            yield DispositionForm(self.codes, call_id=self.call_id, **self.form_options)
+
+    def _close(self, result: DispositionChoice | None) -> None:
+        if not self._answered:
+            self._answered = True
+            self.dismiss(result)
 
     @on(DispositionForm.Submitted)
     def _submitted(self, event: DispositionForm.Submitted) -> None:
-        self.dismiss(event.choice)
+        self._close(event.choice)
 
     def action_save(self) -> None:
-        self.query_one(DispositionForm).submit()
+        if not self._answered:
+            self.query_one(DispositionForm).submit()
+
+    def action_cancel(self) -> None:
+        self._close(None)
+
+
+class OwedPicker(ModalScreen[str | None]):
+    """Several calls owe a disposition: pick which one to give now (oldest first). Dismisses its call id."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, calls: list[Any], *, region: str, zone: dt.tzinfo) -> None:
+        super().__init__()
+        self.calls = calls
+        self.phone_region = region
+        self.zone = zone
+
+    def compose(self) -> ComposeResult:
+        options = []
+        for call in self.calls:
+            number = call.callback or call.ani or "withheld"
+            if number.startswith("+"):
+                number = display(number, self.phone_region)
+            label = Text(_when(call.ended_at, self.zone) if call.ended_at else "earlier", style="dim")
+            label.append("  ")
+            label.append_text(safe_text(number, limit=30))
+            if call.display_name:
+                label.append("  ")
+                label.append_text(safe_text(call.display_name, limit=40))
+            if call.queue:
+                label.append(f"  {call.queue}", style="dim")
+            options.append(Option(label, id=call.call_id))
+        with Vertical(id="owed", classes="dialog"):
+            yield Label(f"Dispositions owed: {len(self.calls)}. Which call?", classes="dialog-title")
+            yield OptionList(*options, id="owed-list")
+            yield Label("Enter opens its form, Esc cancels", classes="hint")
+
+    @on(OptionList.OptionSelected)
+    def picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -199,6 +199,57 @@ async def test_worker_death_closes_its_calls_and_frees_agents(h):
     assert not h.cc.calls
 
 
+async def idle(h: Harness, rounds: int = 10) -> None:
+    """Let the loop run without finishing any prompt (a caller still listening)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.005)
+    await h.cc.drain()
+
+
+async def test_a_key_during_the_greeting_stops_it_and_routes_as_if_pressed_in_the_menu(h):
+    leg = h.fake.arrive(ani="13912345678", display_name="Zhang San", remote_address="127.0.0.1:5099")
+    await h.settle()  # the language menu has been read
+    h.fake.inject(tp.DigitReceived(leg=leg, digit="1", method="rfc4733"))  # Mandarin
+    await idle(h)
+    greeting = h.fake.sent(tp.PlayPrompts)[-1]
+    assert greeting.files == ("/prompts/zh/welcome.wav",)
+    assert h.fake.sent(tp.StopPlayback) == []
+    h.fake.inject(tp.DigitReceived(leg=leg, digit="1", method="rfc4733"))  # sales, three seconds into the greeting
+    await idle(h)
+    (stop,) = h.fake.sent(tp.StopPlayback)
+    assert stop.leg == leg
+    commands = h.fake.sent()
+    assert commands.index(stop) > commands.index(greeting), "the greeting is stopped at the key"
+    h.fake.inject(tp.PlaybackFinished(leg=leg, playback=greeting.id, completed=False))  # the worker's answer
+    await h.settle()
+    files = [f for c in h.fake.sent(tp.PlayPrompts) for f in c.files]
+    assert not any(f.endswith("/main_menu.wav") for f in files), "the main menu took the key without its prompt"
+    assert any(f.endswith("/zh/to_sales.wav") for f in files)
+    call_id = h.only_call_id()
+    assert h.cc.calls[call_id].queue == "sales"
+    path = h.store.rows[call_id]["ivr_path"]
+    assert any(s["step"] == "type_ahead" and s["node"] == "greet_new" and s.get("barge_in") for s in path)
+    assert [(s["node"], s["digits"], s.get("typed_ahead")) for s in path if s["step"] == "input"] == [
+        ("language", "1", None), ("main", "1", True),
+    ]
+    assert h.store.event_names(call_id) == ["ENTERQUEUE"]
+
+
+async def test_a_barged_in_menu_prompt_is_stopped_once_and_the_next_prompt_plays(h):
+    leg = h.fake.arrive(ani="13912345678", remote_address="127.0.0.1:5099")
+    await idle(h)
+    menu_prompt = h.fake.sent(tp.PlayPrompts)[-1]
+    assert menu_prompt.files[0].endswith("/choose_language.wav")
+    h.fake.inject(tp.DigitReceived(leg=leg, digit="2", method="rfc4733"))  # during the language prompt
+    await idle(h)
+    (stop,) = h.fake.sent(tp.StopPlayback)
+    assert h.fake.sent().index(stop) > h.fake.sent().index(menu_prompt)
+    assert h.fake.sent(tp.PlayPrompts)[-1].files == ("/prompts/en/welcome.wav",)
+    h.fake.inject(tp.DigitReceived(leg=leg, digit="A", method="info"))  # not a key the IVR knows: nothing stops
+    await idle(h)
+    assert len(h.fake.sent(tp.StopPlayback)) == 1
+
+
 async def test_caller_from_outside_the_allow_list_gets_403(h):
     leg = h.fake.arrive(remote_address="203.0.113.9:5060")
     await h.settle()

@@ -116,7 +116,7 @@ async def test_a_whole_call_offer_pop_answer_hangup_disposition_with_callback(st
     due = stack.clock() + dt.timedelta(days=1)
     reply = await client.request("disposition.save", call_id=call_id, code="callback", notes="call after 6pm",
                                  callback={"number": "139 1234 5678", "due_from": due.isoformat(), "owner": "me"})
-    assert reply == {"call_id": call_id, "code": "callback", "state": "available", "callback": True}
+    assert reply == {"call_id": call_id, "code": "callback", "state": "available", "callback": True, "owed": []}
     assert stack.dispositions(call_id) == [("callback", "call after 6pm", "1001")]
     (callback,) = stack.callbacks()
     assert (callback.number, callback.owner_agent_id, callback.source, callback.customer_id) == (

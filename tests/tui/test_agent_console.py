@@ -126,7 +126,9 @@ async def test_server_refusal_keeps_the_form_open_with_its_message(stack):
         await stack.caller_hangs_up(leg, "1001")
         await wait_for(lambda: isinstance(app.screen, DispositionScreen))
         await pilot.pause()
-        stack.center.handled_by.pop(app.model.wrap_call.call_id)  # the server no longer knows this agent took it
+        call_id = app.model.wrap_call.call_id  # the server no longer knows this agent took it
+        stack.center.handled_by.pop(call_id)
+        stack.center.owed["1001"].pop(call_id)
         await pilot.press("down")  # "Sale made"
         await pilot.press("ctrl+s")
         await wait_for(lambda: isinstance(app.screen, DispositionScreen) and app.screen.query("#dp-error")

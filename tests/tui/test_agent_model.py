@@ -91,10 +91,32 @@ def test_reconnecting_mid_call_restores_the_call_its_talk_time_and_notes():
     assert model.logins == 2
 
 
-def test_reconnecting_in_wrap_up_brings_the_disposition_back():
+def test_reconnecting_brings_back_every_disposition_owed_with_its_notes():
     model = AgentModel("1001")
-    model.on_login(snapshot(state="wrap_up", last_call_id="c9", last_call_notes="said thanks"), now=0.0)
-    assert model.needs_disposition and model.wrap_call.call_id == "c9" and model.wrap_call.notes == "said thanks"
+    owed = [{"call_id": "c8", "ani": "+8613800000001", "ended_at": T.isoformat()},
+            {"call_id": "c9", "ani": "+8613800000002", "notes": "said thanks", "ended_at": T.isoformat()}]
+    model.on_login(snapshot(state="wrap_up", last_call_id="c9", owed=owed,
+                            wrap={"mode": "until_disposed", "until": None, "owed_call": "c9",
+                                  "extensions_left": 0}), now=0.0)
+    assert list(model.owed) == ["c8", "c9"] and model.disposition_blocks
+    assert model.wrap_call.call_id == "c9" and model.wrap_call.notes == "said thanks"
+    model.on_event({"type": "disposition.owed", "owed": owed[1:]}, now=1.0)
+    assert list(model.owed) == ["c9"]
+    model.on_event({"type": "agent.state", "agent_id": "1001", "state": "available"}, now=2.0)
+    assert model.needs_disposition and not model.disposition_blocks, "owed, but the queue does not wait for it"
+
+
+def test_the_server_list_of_owed_calls_wins_over_the_console_guess():
+    model = AgentModel("1001")
+    model.on_login(snapshot(), now=0.0)
+    model.on_event(offer("c1"), now=1.0)
+    model.on_event({"type": "call.connected", "call_id": "c1"}, now=2.0)
+    model.on_event({"type": "call.ended", "call_id": "c1", "owed": [{"call_id": "c0"}, {"call_id": "c1"}]}, now=3.0)
+    assert list(model.owed) == ["c0", "c1"] and model.owed["c1"].ani == "+8613912345678", "keeps what it knew"
+    model.on_event(offer("c2"), now=4.0)
+    model.on_event({"type": "call.connected", "call_id": "c2"}, now=5.0)
+    model.on_event({"type": "call.ended", "call_id": "c2", "owed": [{"call_id": "c2"}]}, now=6.0)
+    assert list(model.owed) == ["c2"]
 
 
 def test_other_agents_states_are_ignored():
