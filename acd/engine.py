@@ -53,6 +53,7 @@ from acd.errors import (
     UnknownReason,
 )
 from acd.events import (
+    OfferFailed,
     CallDisposed,
     WrapUpExtended,
     AgentBecameAvailable,
@@ -296,6 +297,7 @@ class AcdEngine:
             DirectCallRequested: (self._v_direct, self._on_direct_call),
             OfferAccepted: (self._v_offer, self._on_offer_accepted),
             OfferRejected: (self._v_offer, self._on_offer_rejected),
+            OfferFailed: (self._v_offer, self._on_offer_failed),
             CallEnded: (self._v_call_id, self._on_call_ended),
             AgentLoggedIn: (self._v_login, self._on_logged_in),
             AgentLoggedOut: (self._v_agent, self._on_logged_out),
@@ -1074,6 +1076,23 @@ class AcdEngine:
         if found is not None:
             self._missed_offer(*found)
 
+    def _on_offer_failed(self, ev: OfferFailed) -> None:
+        found = self._offer_of(ev)
+        if found is None:
+            return
+        c, a = found
+        if c.directed and c.callback_number is not None:  # the agent's own dial is dropped, as on a miss
+            self._missed_offer(c, a)
+            return
+        a.call = None
+        if c.missed_by is None:
+            c.missed_by = {a.id}
+        else:
+            c.missed_by.add(a.id)
+        self._make_available(a)
+        self._return_call(c)
+        self._settle(c, a)
+
     def _on_call_ended(self, ev: CallEnded) -> None:
         c = self._calls.get(ev.call_id)
         if c is None:
@@ -1304,6 +1323,11 @@ class AcdEngine:
     def agent_state(self, agent_id: str) -> tuple[str, str | None]:
         a = self._agent(agent_id)
         return (a.state, a.reason)
+
+    def agent_call(self, agent_id: str) -> str | None:
+        """The call the agent holds (ringing or connected), or None."""
+        a = self._agent(agent_id)
+        return a.call.id if a.call is not None else None
 
     def agent_wrap_up(self, agent_id: str) -> dict[str, Any] | None:
         """The agent's wrap-up now (None when not in wrap-up): its mode, end, owed call and extensions left."""

@@ -19,6 +19,7 @@ __all__ = [
     "CallbackRequested",
     "OfferAccepted",
     "OfferRejected",
+    "OfferFailed",
     "CallEnded",
     "AgentLoggedIn",
     "AgentLoggedOut",
@@ -106,6 +107,18 @@ class OfferAccepted(Event):
 @dataclass(frozen=True, slots=True)
 class OfferRejected(Event):
     """The agent declined the offer (or the phone was busy); counts as a missed offer."""
+
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferFailed(Event):
+    """The offer never reached the agent's phone (no room to dial it, refused before it rang).
+
+    Not a missed offer: nothing counts against the agent. The call goes back to its place and
+    other free agents are tried first.
+    """
 
     call_id: str
     agent_id: str
@@ -204,6 +217,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DirectCallRequested,
         OfferAccepted,
         OfferRejected,
+        OfferFailed,
         CallEnded,
         AgentLoggedIn,
         AgentLoggedOut,

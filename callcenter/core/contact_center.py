@@ -76,6 +76,7 @@ class OwedDisposition:
                 "ended_at": self.ended_at.isoformat() if self.ended_at else None}
 
 
+OFFER_RETRY_SECONDS = 1.0  # an offer that could not be dialled goes back to the queue after this
 OWED_PER_AGENT = 500  # a console's list of dispositions owed; beyond this the oldest are dropped (and logged)
 OWED_LOOKBACK = dt.timedelta(days=2)  # owed dispositions reloaded from the records at start-up
 
@@ -136,6 +137,15 @@ class Call:
     callback_id: int | None = None  # the callback row a dial-now works
     ivr_plays: dict[str, int] = field(default_factory=dict)
     timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+    # The contact the records (interaction row, queue_log, dispositions, consoles) are about. The
+    # same as call_id, except for a kept-place callback: the caller's own call is closed when they
+    # hang up, and the callback is a contact of its own while the ACD keeps its place (call_id).
+    record: str = ""
+    inbound_record: str | None = None  # the caller's call, still open until their leg ends
+    kept: bool = False  # a kept-place callback: the ACD holds it after the caller has left
+
+    def __post_init__(self) -> None:
+        self.record = self.record or self.call_id
 
     def legs(self) -> list[str]:
         return [leg for leg in (self.leg, self.agent_leg, self.customer_leg) if leg]
@@ -172,6 +182,7 @@ class ContactCenter:
         self.engine = AcdEngine(AcdSettings.from_config(settings))
         self.calls: dict[str, Call] = {}
         self.by_leg: dict[str, str] = {}
+        self.by_record: dict[str, str] = {}  # a kept-place callback's record -> its call id
         self.phones = {aid: a.phone for aid, a in settings.agents.items()}
         self.last_call_of_agent: dict[str, str] = {}
         # agent -> the conversations they handled that still need a disposition, oldest first
@@ -232,7 +243,7 @@ class ContactCenter:
             if call.phase not in (CONNECTED, LEAVING) or not call.outcome:
                 call.outcome = "server_stopped"  # a contact already decided keeps its outcome
             if call.phase == CONNECTED and call.answered_at:
-                self._write(self.store.update, call.call_id,
+                self._write(self.store.update, call.record,
                             talk_seconds=round((self.now() - call.answered_at).total_seconds(), 3))
             self._finish(call)
         await self.drain()
@@ -381,7 +392,7 @@ class ContactCenter:
         call.agent_id = action.agent_id
         call.offered_at = now
         call.phase = RINGING
-        if action.callback_number is not None:
+        if action.callback_number is not None and not (call.kept and call.leg):
             # A kept-place callback: ring the agent first, the customer once the agent answers.
             call.agent_leg = self.telephony.dial(uri, caller_id=action.callback_number,
                                                  display_name=f"Callback {call.display_name}"[:80],
@@ -390,9 +401,11 @@ class ContactCenter:
             call.agent_leg = self.telephony.dial(uri, peer=call.leg, caller_id=call.ani,
                                                  display_name=call.display_name, timeout=action.ring_timeout + 2)
         self.by_leg[call.agent_leg] = call.call_id
-        self._write(self.store.update, call.call_id, offered_at=now, agent_id=action.agent_id)
+        self._write(self.store.update, call.record, offered_at=now, agent_id=action.agent_id)
+        self._callback_progress(call, "in_progress", f"offered to agent {action.agent_id} on call {call.record}",
+                                attempt=True)
         self.notifier.to_agent(action.agent_id, {
-            "type": "call.offered", "call_id": call.call_id, "queue": action.queue, "ani": call.ani,
+            "type": "call.offered", "call_id": call.record, "queue": action.queue, "ani": call.ani,
             "display_name": call.display_name, "customer_id": call.customer_id, "callback": action.callback_number,
             "waited": (now - (call.queued_at or now)).total_seconds(),
             "ivr_path": call.session.path_json() if call.session else [],
@@ -406,13 +419,13 @@ class ContactCenter:
         if call.outbound:
             pass  # the agent's own dial: not picking up is not a missed offer
         elif action.reason == "ring_timeout":
-            self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGNOANSWER, int(ring * 1000))
+            self._qlog(call.record, call.queue, action.agent_id, ql.RINGNOANSWER, int(ring * 1000))
         else:
-            self._qlog(call.call_id, call.queue, action.agent_id, ql.RINGCANCELED, int(ring * 1000))
+            self._qlog(call.record, call.queue, action.agent_id, ql.RINGCANCELED, int(ring * 1000))
         if call.phase == RINGING:
             call.phase = CALLBACK if call.callback_number else QUEUED
         self._drop_agent_leg(call)
-        self.notifier.to_agent(action.agent_id, {"type": "call.offer_cancelled", "call_id": call.call_id,
+        self.notifier.to_agent(action.agent_id, {"type": "call.offer_cancelled", "call_id": call.record,
                                                  "reason": action.reason})
         if call.outbound:  # the ACD drops an agent's own dial that they do not pick up
             self._end_dial(call, "agent_no_answer", f"agent {action.agent_id} did not answer ({action.reason})")
@@ -420,6 +433,18 @@ class ContactCenter:
     def _do_DialCustomer(self, action: acd.DialCustomer) -> None:
         call = self.calls.get(action.call_id)
         if call is None or call.agent_leg is None:
+            return
+        if call.kept and call.leg:
+            # The caller who asked for the callback is still on the line (the confirmation is
+            # playing): connect them now rather than ring their phone while they hold it.
+            if call.playback:
+                self._send(tp.StopPlayback(leg=call.leg))
+            call.playback = None
+            call.hangup_after_playback = False
+            call.ivr_plays.clear()
+            self._close_inbound(call)
+            call.customer_leg, call.leg = call.leg, None
+            self._on_LegAnswered(tp.LegAnswered(leg=call.customer_leg))
             return
         uri = self.settings.sip.outbound_uri.format(number=action.number.lstrip("+"))
         call.customer_leg = self.telephony.dial(uri, peer=call.agent_leg, caller_id=self.settings.sip.caller_id,
@@ -431,11 +456,11 @@ class ContactCenter:
         if call is None:
             return
         event = ql.EXITEMPTY if action.reason in ("empty", "no_agents") else ql.EXITWITHTIMEOUT
-        self._qlog(call.call_id, action.queue, None, event, action.reason, action.target)
+        self._qlog(call.record, action.queue, None, event, action.reason, action.target)
         if action.target.startswith("queue:"):
             call.queue = action.target.split(":", 1)[1]
-            self._write(self.store.update, call.call_id, queue=call.queue)
-            self._qlog(call.call_id, call.queue, None, ql.ENTERQUEUE, "", call.ani)
+            self._write(self.store.update, call.record, queue=call.queue)
+            self._qlog(call.record, call.queue, None, ql.ENTERQUEUE, "", call.ani)
             return
         if action.target == "callback":
             self._leave_with_callback(call, prompt=OVERFLOW_CALLBACK, outcome="overflowed_callback")
@@ -451,7 +476,7 @@ class ContactCenter:
         call = self.calls.get(action.call_id)
         if call is None:
             return
-        self._qlog(call.call_id, action.queue, None, ql.EXITEMPTY, action.reason)
+        self._qlog(call.record, action.queue, None, ql.EXITEMPTY, action.reason)
         self._finish_with_prompt(call, BUSY, outcome="refused")
 
     def _do_AnnouncePosition(self, action: acd.AnnouncePosition) -> None:
@@ -534,8 +559,11 @@ class ContactCenter:
                 self._enqueue(call, self.settings.ivr.fallback_queue, 0, {})
             elif isinstance(action, ivr.Hangup):
                 self._save_ivr(call)
-                call.outcome = call.outcome or action.reason
-                call.phase = LEAVING
+                if call.kept:  # the caller leaves; the callback keeps its place in the ACD
+                    call.phase = CALLBACK
+                else:
+                    call.outcome = call.outcome or action.reason
+                    call.phase = LEAVING
                 self._send(tp.Hangup(leg=call.leg, reason=action.reason))
 
     def _prompt(self, language: str, prompt_id: str) -> Path:
@@ -565,20 +593,21 @@ class ContactCenter:
 
     def _save_ivr(self, call: Call) -> None:
         if call.session is not None:
-            self._write(self.store.update, call.call_id, ivr_path=call.session.path_json(), language=call.language)
+            self._write(self.store.update, call.inbound_record or call.record, ivr_path=call.session.path_json(),
+                        language=call.language)
 
     def _ivr_callback(self, call: Call, action: ivr.RequestCallback) -> None:
         now = self.now()
         number = action.number or call.ani
         self._write(self.store.add_callback, number=number, customer_id=action.customer_id or call.customer_id,
                     queue=action.queue, due_from=action.due or now,
-                    due_until=(action.due or now) + dt.timedelta(hours=2), source="ivr", call_id=call.call_id)
+                    due_until=(action.due or now) + dt.timedelta(hours=2), source="ivr", call_id=call.record)
         if action.keep_place:
-            call.callback_number = number
             call.queue = action.queue
             call.queued_at = now
-            self._write(self.store.update, call.call_id, queue=action.queue, queued_at=now)
+            self._keep_place(call, number)
             self._acd(acd.CallbackRequested(call.call_id, number, queue=action.queue, priority=action.priority))
+            return
         call.outcome = "callback_requested"
 
     # ------------------------------------------------------------------ queue
@@ -594,8 +623,8 @@ class ContactCenter:
         call.queue = queue
         call.priority = priority
         call.queued_at = now
-        self._write(self.store.update, call.call_id, queue=queue, queued_at=now)
-        self._qlog(call.call_id, queue, None, ql.ENTERQUEUE, "", call.ani)
+        self._write(self.store.update, call.record, queue=queue, queued_at=now)
+        self._qlog(call.record, queue, None, ql.ENTERQUEUE, "", call.ani)
         self._hold_music(call)
         self._acd(acd.CallQueued(call.call_id, queue, priority=priority, skills=skills or None, caller=call.ani))
 
@@ -615,7 +644,7 @@ class ContactCenter:
     def _leave_with_callback(self, call: Call, *, prompt: str, outcome: str) -> None:
         now = self.now()
         self._write(self.store.add_callback, number=call.ani, customer_id=call.customer_id, queue=call.queue,
-                    due_from=now, due_until=now + dt.timedelta(hours=4), source="ivr", call_id=call.call_id)
+                    due_from=now, due_until=now + dt.timedelta(hours=4), source="ivr", call_id=call.record)
         self._finish_with_prompt(call, prompt, outcome=outcome)
 
     def _finish_with_prompt(self, call: Call, prompt: str, *, outcome: str) -> None:
@@ -629,19 +658,53 @@ class ContactCenter:
         call.playback = self._send(tp.PlayPrompts(leg=call.leg, files=(str(self._prompt(call.language, prompt)),)))
 
     def _caller_wants_callback(self, call: Call) -> None:
-        """The caller pressed the callback key while waiting: keep the place, hang up, ring back later."""
-        self._acd(acd.CallbackRequested(call.call_id, call.ani))
-        if call.call_id not in self.calls:
-            return
-        self._qlog(call.call_id, call.queue, None, ql.EXITWITHKEY, self.settings.queues[call.queue].callback_key)
+        """The caller pressed the callback key while waiting: keep the place, hang up, ring back later.
+
+        queue_log: ``EXITWITHKEY`` closes the caller's call; the callback is a call of its own
+        (``ENTERQUEUE`` … ``CONNECT`` … ``COMPLETE*``, or ``ABANDON`` when it ends unanswered).
+        """
+        self._qlog(call.record, call.queue, None, ql.EXITWITHKEY, self.settings.queues[call.queue].callback_key)
         self._write(self.store.add_callback, number=call.ani, customer_id=call.customer_id, queue=call.queue,
-                    due_from=self.now(), due_until=None, source="ivr", call_id=call.call_id)
-        call.callback_number = call.ani
-        call.outcome = "callback_requested"
+                    due_from=self.now(), due_until=None, source="ivr", call_id=call.record)
+        self._keep_place(call, call.ani)
         call.phase = CALLBACK
-        leg = call.leg
         call.hangup_after_playback = True
-        call.playback = self._send(tp.PlayPrompts(leg=leg, files=(str(self._prompt(call.language, CALLBACK_CONFIRM)),)))
+        call.playback = self._send(tp.PlayPrompts(leg=call.leg,
+                                                  files=(str(self._prompt(call.language, CALLBACK_CONFIRM)),)))
+        self._acd(acd.CallbackRequested(call.call_id, call.ani))
+
+    def _keep_place(self, call: Call, number: str) -> None:
+        """A kept-place callback starts: a contact of its own in the records, while the ACD keeps the place."""
+        now = self.now()
+        call.kept = True
+        call.callback_number = number
+        call.inbound_record = call.record
+        call.record = uuid.uuid4().hex
+        self.by_record[call.record] = call.call_id
+        self._write(self.store.update, call.inbound_record, outcome="callback_requested")
+        self._write(self.store.open, call_id=call.record, direction="outbound", ani=number,
+                    dnis=self.settings.sip.caller_id or "", display_name=call.display_name or None,
+                    customer_id=call.customer_id, arrived_at=now)
+        self._write(self.store.update, call.record, queue=call.queue, queued_at=call.queued_at or now)
+        self._qlog(call.record, call.queue, None, ql.ENTERQUEUE, "", number)
+        call.outcome = "callback_waiting"
+
+    def _close_inbound(self, call: Call) -> None:
+        """The caller's own call ends (they hung up after leaving a callback, or talk on it as the callback)."""
+        if call.inbound_record is None:
+            return
+        values: dict[str, Any] = {"ended_at": self.now(), "outcome": "callback_requested"}
+        if call.session is not None:
+            values["ivr_path"] = call.session.path_json()
+        self._write(self.store.update, call.inbound_record, **values)
+        call.inbound_record = None
+
+    def _callback_progress(self, call: Call, status: str, result: str, *, attempt: bool = False) -> None:
+        """The callback row of a kept-place callback follows its attempts: in progress, done, or pending again."""
+        if not call.kept:
+            return
+        self._write(self.store.callback_progress_of_request, call.call_id, status=status, result=result,
+                    attempt=attempt, attempt_call_id=call.record if attempt else None)
 
     # ------------------------------------------------------------------ telephony events
 
@@ -704,9 +767,14 @@ class ContactCenter:
         call.playback = None
         if call.hangup_after_playback:
             call.hangup_after_playback = False
-            if call.phase != CALLBACK:
+            if not call.kept:  # a kept-place callback may already ring an agent: its phase is not ours
                 call.phase = LEAVING
             self._send(tp.Hangup(leg=event.leg, reason=call.outcome or ""))
+            return
+        if call.kept and event.leg == call.leg and call.phase != IVR:
+            # the callback was offered while the caller still listened to the IVR: their part is over
+            call.ivr_plays.pop(event.playback, None)
+            self._send(tp.Hangup(leg=event.leg, reason="callback_requested"))
             return
         play_id = call.ivr_plays.pop(event.playback, None)
         if play_id is not None:
@@ -744,24 +812,25 @@ class ContactCenter:
             call.answered_at = now
             call.outcome = "answered" if call.callback_number is None else (
                 "customer_no_answer" if call.outbound else call.outcome)
-            self.last_call_of_agent[call.agent_id] = call.call_id
-            self.handled_by[call.call_id] = call.agent_id
+            self.last_call_of_agent[call.agent_id] = call.record
+            self.handled_by[call.record] = call.agent_id
             ring = (now - (call.offered_at or now)).total_seconds()
             if call.callback_number is None:
                 wait = (now - (call.queued_at or now)).total_seconds()
                 self._send(tp.Bridge(a=call.leg, b=call.agent_leg))
                 self._record(call)
-                self._write(self.store.update, call.call_id, answered_at=now, wait_seconds=round(wait, 3),
+                self._write(self.store.update, call.record, answered_at=now, wait_seconds=round(wait, 3),
                             outcome="answered")
-                self._qlog(call.call_id, call.queue, call.agent_id, ql.CONNECT, int(wait), call.agent_leg, int(ring))
-            self.notifier.to_agent(call.agent_id, {"type": "call.connected", "call_id": call.call_id})
+                self._qlog(call.record, call.queue, call.agent_id, ql.CONNECT, int(wait), call.agent_leg, int(ring))
+            self.notifier.to_agent(call.agent_id, {"type": "call.connected", "call_id": call.record})
         elif event.leg == call.customer_leg:
             call.outcome = "callback_answered"
             self._send(tp.Bridge(a=call.agent_leg, b=call.customer_leg))
             self._record(call)
-            self._write(self.store.update, call.call_id, answered_at=now, outcome="callback_answered")
+            self._write(self.store.update, call.record, answered_at=now, outcome="callback_answered")
             self._callback_result(call, "done", f"reached on call {call.call_id} by agent {call.agent_id}")
-            self._qlog(call.call_id, call.queue, call.agent_id, ql.CONNECT, 0, call.customer_leg, 0)
+            self._callback_progress(call, "done", f"reached on call {call.record} by agent {call.agent_id}")
+            self._qlog(call.record, call.queue, call.agent_id, ql.CONNECT, 0, call.customer_leg, 0)
 
     def _record(self, call: Call) -> None:
         if not self.settings.recording.enabled or self.recordings_dir is None:
@@ -769,7 +838,7 @@ class ContactCenter:
         path = self.recordings_dir / f"{self.now():%Y%m%d}" / f"{call.call_id}.wav"  # the worker makes the folder
         self._send(tp.StartRecording(conversation=call.call_id, legs=tuple(l for l in (call.leg or call.customer_leg,
                                      call.agent_leg) if l), path=str(path)))
-        self._write(self.store.update, call.call_id, recording_path=str(path))
+        self._write(self.store.update, call.record, recording_path=str(path))
 
     def _on_LegFailed(self, event: tp.LegFailed) -> None:
         call = self._call_of_leg(event.leg)
@@ -781,7 +850,7 @@ class ContactCenter:
             if call.phase == RINGING:
                 agent = call.agent_id
                 if not call.outbound:  # the agent's own dial: not a missed offer
-                    self._qlog(call.call_id, call.queue, agent, ql.RINGNOANSWER, 0,
+                    self._qlog(call.record, call.queue, agent, ql.RINGNOANSWER, 0,
                                extra={"status": event.status, "reason": event.reason})
                 call.phase = CALLBACK if call.callback_number else QUEUED
                 self._acd(acd.OfferRejected(call.call_id, agent))
@@ -793,8 +862,11 @@ class ContactCenter:
                         event.reason)
             call.outcome = f"callback_failed_{event.status}"
             self._callback_result(call, "pending", f"not reached on call {call.call_id}: {event.status} {event.reason}")
+            self._callback_progress(call, "pending", f"not reached on call {call.record}: {event.status} {event.reason}")
             if call.agent_leg:
                 self._send(tp.Hangup(leg=call.agent_leg, reason="customer unreachable"))
+            elif call.phase == LEAVING:  # the agent's leg is gone already: nothing else will close it
+                self._finish(call)
 
     def _on_CommandFailed(self, event: tp.CommandFailed) -> None:
         log.warning("telephony command %s (%s) failed: %s", event.command, event.command_id, event.reason)
@@ -804,8 +876,32 @@ class ContactCenter:
         if event.command == "PlayPrompts" and event.command_id == call.playback:
             # A missing prompt must not strand the caller: carry on as if it had been heard.
             self._on_PlaybackFinished(tp.PlaybackFinished(leg=event.leg, playback=event.command_id, completed=False))
+        elif event.command == "Dial" and event.leg == call.agent_leg and call.phase == RINGING and not call.outbound:
+            self._offer_never_rang(call, event.reason)
         elif event.command == "Dial":
             self._on_LegFailed(tp.LegFailed(leg=event.leg, status=500, reason=event.reason))
+
+    def _offer_never_rang(self, call: Call, reason: str) -> None:
+        """The agent's phone was never dialled (no room on a worker): not a missed offer.
+
+        The agent stays reserved a moment before the call goes back to its place, so a pool that
+        is full is not asked again in a tight loop.
+        """
+        agent = call.agent_id
+        self.by_leg.pop(call.agent_leg, None)
+        call.agent_leg = None
+        self._qlog(call.record, call.queue, agent, ql.RINGCANCELED, 0, extra={"reason": f"not dialled: {reason}"})
+        log.warning("call %s: the offer to agent %s could not be dialled (%s); trying again", call.call_id, agent,
+                    reason)
+
+        def retry() -> None:
+            current = self.calls.get(call.call_id)
+            if current is None or current.phase != RINGING or current.agent_id != agent or current.agent_leg:
+                return
+            current.phase = CALLBACK if current.callback_number else QUEUED
+            self._acd(acd.OfferFailed(current.call_id, agent))
+
+        self._loop.call_later(OFFER_RETRY_SECONDS, retry)
 
     def _on_LegEnded(self, event: tp.LegEnded) -> None:
         call = self._call_of_leg(event.leg)
@@ -813,7 +909,15 @@ class ContactCenter:
         if call is None:
             return
         now = self.now()
-        if event.leg == call.leg:
+        if event.leg == call.leg and call.kept:
+            # The caller hung up after leaving a kept-place callback: their call is over, the
+            # callback (its own contact) goes on in the ACD whatever phase it is in.
+            call.leg = None
+            self._cancel_timers(call)
+            if call.session is not None and not call.session.ended:
+                call.session.handle(ivr.CallerHungUp(), now)
+            self._close_inbound(call)
+        elif event.leg == call.leg:
             call.leg = None
             self._cancel_timers(call)
             if call.phase == IVR:
@@ -823,13 +927,13 @@ class ContactCenter:
                 call.outcome = call.outcome or "abandoned_ivr"
             elif call.phase in (QUEUED, RINGING):
                 waited = (now - (call.queued_at or now)).total_seconds()
-                self._qlog(call.call_id, call.queue, None, ql.ABANDON, 1, 1, int(waited))
+                self._qlog(call.record, call.queue, None, ql.ABANDON, 1, 1, int(waited))
                 call.outcome = "abandoned"
-                self._write(self.store.update, call.call_id, wait_seconds=round(waited, 3))
+                self._write(self.store.update, call.record, wait_seconds=round(waited, 3))
                 self._drop_agent_leg(call)
                 self._acd(acd.CallAbandoned(call.call_id))
             elif call.phase == CONNECTED:
-                self._qlog(call.call_id, call.queue, call.agent_id, ql.COMPLETECALLER,
+                self._qlog(call.record, call.queue, call.agent_id, ql.COMPLETECALLER,
                            int((call.answered_at - call.queued_at).total_seconds()) if call.queued_at else 0,
                            int((now - call.answered_at).total_seconds()), 1)
                 self._end_conversation(call, now)
@@ -837,8 +941,18 @@ class ContactCenter:
                 return  # the caller left on purpose; the callback stays queued
         elif event.leg == call.agent_leg:
             call.agent_leg = None
-            if call.phase == CONNECTED:
-                self._qlog(call.call_id, call.queue, call.agent_id, ql.COMPLETEAGENT,
+            if call.phase == CONNECTED and call.callback_number is not None and not call.outbound \
+                    and call.outcome != "callback_answered":
+                # the customer was not reached, or the agent hung up first: the callback ends unanswered
+                if not (call.outcome or "").startswith("callback_failed"):
+                    call.outcome = "callback_agent_hung_up"
+                    self._callback_progress(call, "pending", f"agent {call.agent_id} hung up before the customer "
+                                                             f"answered on call {call.record}")
+                self._qlog(call.record, call.queue, call.agent_id, ql.ABANDON, 1, 1,
+                           int((now - (call.queued_at or now)).total_seconds()), extra={"reason": call.outcome})
+                self._end_conversation(call, now)
+            elif call.phase == CONNECTED:
+                self._qlog(call.record, call.queue, call.agent_id, ql.COMPLETEAGENT,
                            int((call.answered_at - call.queued_at).total_seconds()) if call.queued_at else 0,
                            int((now - call.answered_at).total_seconds()), 1)
                 self._end_conversation(call, now)
@@ -847,14 +961,23 @@ class ContactCenter:
                 return
         elif event.leg == call.customer_leg:
             call.customer_leg = None
-            if call.phase == CONNECTED:
+            if call.phase == CONNECTED and call.outcome == "callback_answered":
+                self._qlog(call.record, call.queue, call.agent_id, ql.COMPLETECALLER,
+                           int((call.answered_at - call.queued_at).total_seconds())
+                           if call.queued_at and call.answered_at else 0,
+                           int((now - (call.answered_at or now)).total_seconds()), 1)
+                self._end_conversation(call, now)
+            elif call.phase == CONNECTED:  # the customer was never reached (busy, no answer)
+                self._qlog(call.record, call.queue, call.agent_id, ql.ABANDON, 1, 1,
+                           int((now - (call.queued_at or now)).total_seconds()),
+                           extra={"reason": call.outcome or "customer_not_reached"})
                 self._end_conversation(call, now)
         if not call.legs() and call.phase != CALLBACK:
             self._finish(call)
 
     def _end_conversation(self, call: Call, now: dt.datetime) -> None:
         talk = (now - call.answered_at).total_seconds() if call.answered_at else 0.0
-        self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
+        self._write(self.store.update, call.record, talk_seconds=round(talk, 3))
         if self.settings.recording.enabled and self.recordings_dir is not None:
             self._send(tp.StopRecording(conversation=call.call_id))
         call.phase = LEAVING
@@ -864,7 +987,7 @@ class ContactCenter:
             self._owe(call.agent_id, self._owed_of(call, now), notify=False)  # told with call.ended below
         self._acd(acd.CallEnded(call.call_id))
         if call.agent_id:
-            self.notifier.to_agent(call.agent_id, {"type": "call.ended", "call_id": call.call_id,
+            self.notifier.to_agent(call.agent_id, {"type": "call.ended", "call_id": call.record,
                                                    "owed": self.owed_list(call.agent_id)})
 
     def _drop_agent_leg(self, call: Call) -> None:
@@ -874,7 +997,7 @@ class ContactCenter:
             self.by_leg.pop(call.agent_leg, None)
             call.agent_leg = None
             if call.phase == RINGING and call.agent_id:
-                self.notifier.to_agent(call.agent_id, {"type": "call.offer_cancelled", "call_id": call.call_id,
+                self.notifier.to_agent(call.agent_id, {"type": "call.offer_cancelled", "call_id": call.record,
                                                        "reason": "caller_hung_up"})
 
     def _on_WorkerDied(self, event: tp.WorkerDied) -> None:
@@ -912,7 +1035,7 @@ class ContactCenter:
         values: dict[str, Any] = {"ended_at": now, "outcome": call.outcome or "ended"}
         if call.session is not None and call.queued_at is None:
             values["ivr_path"] = call.session.path_json()
-        self._write(self.store.update, call.call_id, **values)
+        self._write(self.store.update, call.record, **values)
         self.calls.pop(call.call_id, None)
         for leg in (call.leg, call.agent_leg, call.customer_leg):
             if leg:
@@ -969,6 +1092,8 @@ class ContactCenter:
                 raise SupervisorActionRefused(f"agent {agent_id} is {said}: only a not-ready agent or one in "
                                               "wrap-up can be made ready")
         elif state == "not_ready":
+            if before == "on_call" and self._live_call_of(agent_id) is None:
+                self._end_for_supervisor(supervisor, agent_id)  # on a call that no longer exists: free them
             if reason not in self.settings.acd.not_ready_reasons:
                 raise SupervisorActionRefused(f"unknown not-ready reason {str(reason)[:40]!r}; known: "
                                               + ", ".join(self.settings.acd.not_ready_reasons))
@@ -976,9 +1101,13 @@ class ContactCenter:
                 raise SupervisorActionRefused(f"agent {agent_id} is already not ready ({reason})")
             self.not_ready(agent_id, reason)
         elif state == "logged_out":
-            if before == "on_call":
-                raise SupervisorActionRefused(f"agent {agent_id} is on a call: set them not ready now (it takes "
-                                              "effect after the call) or log them out when it ends")
+            if before in ("on_call", "reserved"):
+                self._end_for_supervisor(supervisor, agent_id)
+                before_ended, _ = self.engine.agent_state(agent_id)
+                if before_ended in ("on_call", "reserved"):
+                    raise SupervisorActionRefused(f"agent {agent_id} is still {before_ended.replace('_', ' ')}")
+            if self.engine.agent_state(agent_id)[0] == "wrap_up":
+                self._acd(acd.WrapUpEnded(agent_id, forced=True))
             self.logout(agent_id)
         else:
             raise SupervisorActionRefused(f"unknown state {state[:20]!r}: ready, not_ready or logged_out")
@@ -992,10 +1121,48 @@ class ContactCenter:
         log.info("supervisor %s set agent %s %s (was %s)", supervisor, agent_id, state, before)
         return {"agent_id": agent_id, "state": after, "reason": after_reason, "pending": pending}
 
+    def _live_call_of(self, agent_id: str) -> Call | None:
+        return next((c for c in self.calls.values() if c.agent_id == agent_id and c.phase in (RINGING, CONNECTED)),
+                    None)
+
+    def _end_for_supervisor(self, supervisor: str, agent_id: str) -> None:
+        """Take the agent off the call they hold (recorded), or off one the ACD believes in that no longer exists."""
+        call = self._live_call_of(agent_id)
+        now = self.now()
+        if call is not None and call.phase == CONNECTED:
+            self._qlog(call.record, call.queue, agent_id, ql.COMPLETEAGENT,
+                       int((call.answered_at - call.queued_at).total_seconds())
+                       if call.queued_at and call.answered_at else 0,
+                       int((now - (call.answered_at or now)).total_seconds()), 1,
+                       extra={"reason": f"ended by supervisor {supervisor}"})
+            call.outcome = call.outcome or "ended_by_supervisor"
+            self._end_conversation(call, now)
+            return
+        if call is not None:  # ringing: the offer is withdrawn, the caller keeps their place
+            self._acd(acd.AgentWentNotReady(agent_id, "no_answer" if "no_answer" in self.settings.acd.not_ready_reasons
+                                            else self.settings.acd.not_ready_reasons[0]))
+            return
+        phantom = self.engine.agent_call(agent_id)
+        if phantom is not None:
+            log.error("agent %s was held on call %s, which no longer exists: released by supervisor %s",
+                      agent_id, phantom, supervisor)
+            self._acd(acd.CallEnded(phantom))
+            if self.engine.agent_state(agent_id)[0] == "wrap_up":
+                self._acd(acd.WrapUpEnded(agent_id, forced=True))
+
     def set_skills(self, supervisor: str, agent_id: str, skills: dict[str, int]) -> dict[str, Any]:
         """A supervisor replaces an agent's skills (levels 1-5) until the server restarts; audited."""
         if agent_id not in self.settings.agents or self.settings.agents[agent_id].role != "agent":
             raise SupervisorActionRefused(f"no agent {agent_id!r}")
+        known = self.known_skills()
+        unknown = sorted(str(name)[:40] for name in skills if name not in known)
+        if unknown:
+            raise SupervisorActionRefused(f"unknown skill{'s' if len(unknown) > 1 else ''} "
+                                          f"{', '.join(repr(u) for u in unknown[:5])}{' …' if len(unknown) > 5 else ''}"
+                                          f"; known: {', '.join(sorted(known))}")
+        if not skills:
+            raise SupervisorActionRefused("give at least one skill: an agent with none is offered only calls "
+                                          "that need no skill")
         try:
             new = normalize_skills(skills, "skills")
         except acd.AcdError as exc:
@@ -1011,6 +1178,12 @@ class ContactCenter:
         self._audit(supervisor, "agent.skills", f"agent:{agent_id}", {"before": before, "after": after})
         log.info("supervisor %s changed the skills of agent %s: %s -> %s", supervisor, agent_id, before, after)
         return {"agent_id": agent_id, "skills": after}
+
+    def known_skills(self) -> set[str]:
+        """The skills the configuration speaks of (agents' and queues'): the only ones a supervisor may set."""
+        known = {name for agent in self.settings.agents.values() for name in agent.skills}
+        known.update(name for queue in self.settings.queues.values() for name in queue.required_skills)
+        return known
 
     def _audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
         self._write(self.store.audit, actor=actor, action=action, target=target, details=details)
@@ -1036,7 +1209,7 @@ class ContactCenter:
             raise DispositionRefused(f"call {call_id} already has your disposition "
                                      f"({self.disposed[(agent_id, call_id)]}); it is not saved twice")
         if not self.may_dispose(agent_id, call_id):
-            live = self.calls.get(call_id)
+            live = self._live(call_id)
             if live is not None and live.agent_id == agent_id and live.phase == RINGING:
                 raise DispositionRefused(f"call {call_id} has not been answered yet")
             raise DispositionRefused(f"call {call_id} was not handled by agent {agent_id}")
@@ -1053,7 +1226,7 @@ class ContactCenter:
         return [o.to_wire() for o in self.owed.get(agent_id, {}).values()]
 
     def _owed_of(self, call: Call, now: dt.datetime) -> OwedDisposition:
-        return OwedDisposition(call_id=call.call_id, ani=call.callback_number or call.ani,
+        return OwedDisposition(call_id=call.record, ani=call.callback_number or call.ani,
                                display_name=call.display_name, queue=call.queue, customer_id=call.customer_id,
                                direction="outbound" if call.outbound else "inbound",
                                answered_at=call.answered_at, ended_at=now)
@@ -1078,7 +1251,7 @@ class ContactCenter:
         """The agent's state and current call, for a console that (re)connects."""
         state, reason = self.engine.agent_state(agent_id)
         call_id = self.last_call_of_agent.get(agent_id)
-        call = self.calls.get(call_id) if call_id else None
+        call = self._live(call_id)
         ringing = next((c for c in self.calls.values() if c.agent_id == agent_id and c.phase == RINGING), None)
         # a call transferred away keeps its id: it is this agent's only while they are its agent
         current = ringing or (call if call is not None and call.phase == CONNECTED and call.agent_id == agent_id
@@ -1087,7 +1260,7 @@ class ContactCenter:
             "agent_id": agent_id, "state": state, "reason": reason,
             "phone": self.phones.get(agent_id),
             "call": None if current is None else {
-                "call_id": current.call_id, "phase": current.phase, "queue": current.queue, "ani": current.ani,
+                "call_id": current.record, "phase": current.phase, "queue": current.queue, "ani": current.ani,
                 "display_name": current.display_name, "customer_id": current.customer_id,
                 "ivr_path": current.session.path_json() if current.session else [],
                 "answered_at": current.answered_at.isoformat() if current.answered_at else None,
@@ -1097,9 +1270,14 @@ class ContactCenter:
             "wrap": self.wrap_up_of(agent_id),
         }
 
+    def _live(self, record: str | None) -> Call | None:
+        """The call in progress behind a record id (what consoles and records call it)."""
+        if not record:
+            return None
+        return self.calls.get(self.by_record.get(record, record))
+
     def _conversation_of(self, agent_id: str) -> Call | None:
-        call_id = self.last_call_of_agent.get(agent_id)
-        call = self.calls.get(call_id) if call_id else None
+        call = self._live(self.last_call_of_agent.get(agent_id))
         if call is None or call.phase != CONNECTED or call.agent_id != agent_id or not call.agent_leg:
             return None
         return call
@@ -1120,7 +1298,7 @@ class ContactCenter:
         self._send(tp.Unbridge(a=call.leg, b=call.agent_leg))
         call.on_hold = True
         call.playback = self._send(tp.PlayPrompts(leg=call.leg, files=(str(self.prompts_dir / "moh.wav"),), loop=True))
-        self.notifier.to_agent(agent_id, {"type": "call.held", "call_id": call.call_id})
+        self.notifier.to_agent(agent_id, {"type": "call.held", "call_id": call.record})
         return True
 
     def unhold(self, agent_id: str) -> bool:
@@ -1130,7 +1308,7 @@ class ContactCenter:
         self._send(tp.StopPlayback(leg=call.leg))
         self._send(tp.Bridge(a=call.leg, b=call.agent_leg))
         call.on_hold = False
-        self.notifier.to_agent(agent_id, {"type": "call.resumed", "call_id": call.call_id})
+        self.notifier.to_agent(agent_id, {"type": "call.resumed", "call_id": call.record})
         return True
 
     def transfer(self, agent_id: str, target: str) -> bool:
@@ -1157,11 +1335,11 @@ class ContactCenter:
             return False
         now = self.now()
         talk = (now - call.answered_at).total_seconds() if call.answered_at else 0.0
-        self._write(self.store.update, call.call_id, talk_seconds=round(talk, 3))
+        self._write(self.store.update, call.record, talk_seconds=round(talk, 3))
         self._send(tp.Unbridge(a=call.leg, b=call.agent_leg))
-        self._qlog(call.call_id, call.queue, agent_id, ql.BLINDTRANSFER, name if kind == "queue" else target, "", 0)
+        self._qlog(call.record, call.queue, agent_id, ql.BLINDTRANSFER, name if kind == "queue" else target, "", 0)
         # They still dispose of their part (not setdefault: that would bypass the bound).
-        self.transferred_from[call.call_id] = self.transferred_from.get(call.call_id, set()) | {agent_id}
+        self.transferred_from[call.record] = self.transferred_from.get(call.record, set()) | {agent_id}
         self._owe(agent_id, self._owed_of(call, now), notify=False)  # told with call.ended below
         self._acd(acd.CallEnded(call.call_id))
         self._send(tp.Hangup(leg=call.agent_leg, reason="transferred"))
@@ -1169,7 +1347,7 @@ class ContactCenter:
         call.agent_leg = call.agent_id = None
         call.answered_at = call.offered_at = None
         call.on_hold = False
-        self.notifier.to_agent(agent_id, {"type": "call.ended", "call_id": call.call_id, "reason": "transferred",
+        self.notifier.to_agent(agent_id, {"type": "call.ended", "call_id": call.record, "reason": "transferred",
                                           "owed": self.owed_list(agent_id)})
         if kind == "queue":
             self._enqueue(call, name, call.priority, {})
@@ -1178,7 +1356,7 @@ class ContactCenter:
         call.phase = QUEUED
         call.queue = queue
         call.queued_at = now
-        self._write(self.store.update, call.call_id, queue=queue, queued_at=now)
+        self._write(self.store.update, call.record, queue=queue, queued_at=now)
         self._hold_music(call)
         self._acd(acd.DirectCallRequested(call.call_id, name, queue, priority=call.priority, caller=call.ani))
         if call.phase != RINGING:  # the target became busy in between: the caller waits in the queue instead
@@ -1190,13 +1368,13 @@ class ContactCenter:
         """The agent owes this call's disposition, or is talking on it now."""
         if call_id in self.owed.get(agent_id, {}):
             return True
-        call = self.calls.get(call_id)
+        call = self._live(call_id)
         return call is not None and call.phase == CONNECTED and call.agent_id == agent_id and \
             self.handled_by.get(call_id) == agent_id
 
     def owns_call(self, agent_id: str, call_id: str) -> bool:
         """The call is the agent's: ringing or connected for them now, or handled by them (for notes)."""
-        call = self.calls.get(call_id)
+        call = self._live(call_id)
         if call is not None and call.agent_id == agent_id and call.phase in (RINGING, CONNECTED):
             return True
         return call_id in self.owed.get(agent_id, {}) or self.handled_by.get(call_id) == agent_id or \
@@ -1235,11 +1413,11 @@ class ContactCenter:
         self.calls[call.call_id] = call
         self._write(self.store.open, call_id=call.call_id, direction="outbound", ani=number, dnis=call.dnis,
                     display_name=display_name, customer_id=customer_id, arrived_at=now)
-        self._write(self.store.update, call.call_id, queue=queue, queued_at=now)
+        self._write(self.store.update, call.record, queue=queue, queued_at=now)
         self._acd(acd.DirectCallRequested(call.call_id, agent_id, queue, number=number, caller=number))
         if call.phase != RINGING:
             self.calls.pop(call.call_id, None)
-            self._write(self.store.update, call.call_id, ended_at=now, outcome="dial_refused")
+            self._write(self.store.update, call.record, ended_at=now, outcome="dial_refused")
             raise RequestRefused(f"{number} could not be dialled now (agent state: {self.engine.agent_state(agent_id)[0]})")
         if callback_id is not None:
             self._write(self.store.callback_progress, callback_id, status="in_progress", attempt=True,

@@ -27,6 +27,10 @@ class ContactStore(Protocol):
     def save_disposition(self, *, call_id: str, code: str, notes: str | None, agent_id: str | None,
                          callback: dict[str, Any] | None = None) -> int: ...
 
+    def callback_progress_of_request(self, call_id: str, *, status: str, result: str, attempt: bool = False,
+                                     attempt_call_id: str | None = None) -> None:
+        """Progress of the callback row left on call ``call_id`` (a kept-place callback)."""
+
     def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
         """Conversations ended since ``since`` with no disposition by their agent (keys as ``OwedDisposition`` + agent_id)."""
 
@@ -108,6 +112,17 @@ class InMemoryContactStore:
         if callback:
             self.callbacks.append({**callback, "source": "agent", "call_id": call_id})
         return 1
+
+    def callback_progress_of_request(self, call_id: str, *, status: str, result: str, attempt: bool = False,
+                                     attempt_call_id: str | None = None) -> None:
+        for cb in reversed(self.callbacks):
+            if cb.get("call_id") == call_id and cb.get("source") == "ivr":
+                if not attempt and cb.get("status", "pending") not in ("pending", "in_progress"):
+                    return
+                cb.update(status=status, result=result, attempts=cb.get("attempts", 0) + (1 if attempt else 0))
+                if attempt_call_id is not None:
+                    cb["last_attempt"] = attempt_call_id
+                return
 
     def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
         owed = []

@@ -151,6 +151,25 @@ class SqlInteractionStore:
         with self.db.session() as s:
             s.execute(query.values(**values))
 
+    def callback_progress_of_request(self, call_id: str, *, status: str, result: str, attempt: bool = False,
+                                     attempt_call_id: str | None = None) -> None:
+        """The kept-place callback left on call ``call_id`` (its ``ivr`` callback row): attempts and result."""
+        with self.db.session() as s:
+            interaction_id = s.scalar(select(Interaction.id).where(Interaction.call_id == call_id))
+            row_id = None if interaction_id is None else s.scalar(
+                select(Callback.id).where(Callback.interaction_id == interaction_id, Callback.source == "ivr")
+                .order_by(Callback.id.desc()).limit(1))
+        if row_id is None:
+            return
+        if attempt:
+            self.callback_progress(row_id, status=status, result=result, attempt=True, call_id=attempt_call_id)
+            return
+        # settling never reopens a callback someone closed meanwhile
+        values = {"status": status, "result": result[:200], "updated_at": utcnow()}
+        with self.db.session() as s:
+            s.execute(update(Callback).where(Callback.id == row_id, Callback.status.in_(("in_progress", "pending")))
+                      .values(**values))
+
     def close_unfinished(self, *, reason: str, at: dt.datetime | None = None, call_ids: list[str] | None = None) -> int:
         """Close calls left open by a crash (of the server, or of one worker when ``call_ids`` is given)."""
         at = at or utcnow()

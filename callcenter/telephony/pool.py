@@ -568,6 +568,10 @@ class FakeTelephony:
         elif isinstance(event, (p.LegEnded, p.LegFailed)):
             budget.release(event.leg)
             self._leg_worker.pop(event.leg, None)
+        elif isinstance(event, p.CommandFailed) and event.command == "Dial" and event.leg:
+            owner = self._budgets.get(self._leg_worker.pop(event.leg, "") or "")  # a refused dial holds no leg
+            if owner is not None:
+                owner.release(event.leg)
         elif isinstance(event, p.WorkerDied):
             for leg in event.legs:
                 budget.release(leg)

@@ -386,3 +386,177 @@ async def test_stopping_keeps_the_outcome_of_a_contact_that_is_ending():
     await harness.settle()
     await harness.cc.stop()  # the agent leg's end never arrived
     assert harness.store.rows[harness.only_call_id()]["outcome"] == "answered"
+
+
+# ---------------------------------------------------------------- kept-place callbacks: every record closes
+
+CONFIRM = "callback_keep_place_confirm"
+
+
+async def settle_keeping_confirmation(h: Harness, rounds: int = 30) -> None:
+    """As ``settle``, but the callback confirmation goes on playing (the caller is still listening)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.005)
+        for command in h.fake.sent(tp.PlayPrompts):
+            if command.loop or command.id in h.finished:
+                continue
+            h.finished.add(command.id)
+            if not any(CONFIRM in f for f in command.files):
+                h.fake.inject(tp.PlaybackFinished(leg=command.leg, playback=command.id, completed=True))
+    await h.cc.drain()
+
+
+async def pressed_callback_key(h: Harness) -> tuple[str, str]:
+    """Both agents busy elsewhere, a caller waits in general and presses 9; returns (leg, their call id)."""
+    for agent in ("1001", "1002"):
+        h.cc.not_ready(agent, "break")
+    leg = await caller_to_general_queue(h)
+    (call_id,) = list(h.store.rows)
+    h.fake.inject(tp.DigitReceived(leg=leg, digit="9", method="rfc4733"))
+    await settle_keeping_confirmation(h)
+    return leg, call_id
+
+
+def callback_record(h: Harness, inbound: str) -> str:
+    (record,) = [c for c in h.store.rows if c != inbound]
+    return record
+
+
+def assert_all_closed(h: Harness) -> None:
+    assert all(r["ended_at"] is not None for r in h.store.rows.values()), h.store.rows
+    assert not h.cc.calls and not h.cc.by_leg
+    for call_id in h.store.rows:
+        names = [n for n in h.store.event_names(call_id) if n not in ("RINGNOANSWER", "RINGCANCELED")]
+        closing = [n for n in names if n in ("COMPLETECALLER", "COMPLETEAGENT", "ABANDON", "EXITWITHKEY",
+                                             "EXITWITHTIMEOUT", "EXITEMPTY")]
+        assert len(closing) == 1 and names[-1] == closing[0], (call_id, names)
+
+
+async def test_agent_answering_a_callback_during_its_confirmation_talks_to_the_caller_and_is_freed(h):
+    leg, inbound = await pressed_callback_key(h)
+    assert not [c for c in h.fake.sent(tp.Hangup) if c.leg == leg], "still hearing the confirmation"
+    h.cc.ready("1001")
+    await settle_keeping_confirmation(h)
+    agent_dial = h.dials()[-1]
+    assert agent_dial.peer == leg, "rung on the caller's worker: the caller is still on the line"
+    h.fake.inject(tp.LegAnswered(leg=agent_dial.leg))
+    await settle_keeping_confirmation(h)
+    assert [c for c in h.fake.sent(tp.StopPlayback) if c.leg == leg], "the confirmation stops"
+    bridge = h.fake.sent(tp.Bridge)[-1]
+    assert {bridge.a, bridge.b} == {leg, agent_dial.leg}, "connected at once, no second call to their phone"
+    assert len(h.dials()) == 1
+    assert h.cc.engine.agent_state("1001")[0] == "on_call"
+    h.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await h.settle()
+    h.fake.inject(tp.LegEnded(leg=agent_dial.leg, cause="local_hangup"))
+    await h.settle()
+    assert h.cc.engine.agent_state("1001")[0] == "wrap_up", "not stuck on a call that is over"
+    record = callback_record(h, inbound)
+    assert h.store.rows[inbound]["outcome"] == "callback_requested"
+    assert h.store.rows[record]["outcome"] == "callback_answered" and h.store.rows[record]["talk_seconds"] is not None
+    assert h.store.event_names(inbound) == ["ENTERQUEUE", "EXITWITHKEY"]
+    assert h.store.event_names(record) == ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
+    (callback,) = h.store.callbacks
+    assert (callback["status"], callback["attempts"], callback["last_attempt"]) == ("done", 1, record)
+    assert [o["call_id"] for o in h.cc.owed_list("1001")] == [record], "the agent disposes the callback contact"
+    assert_all_closed(h)
+
+
+async def test_callback_after_the_caller_left_rings_agent_then_customer_and_closes(h):
+    leg, inbound = await pressed_callback_key(h)
+    await h.settle()  # the confirmation ends: the caller is hung up
+    h.fake.inject(tp.LegEnded(leg=leg, cause="local_hangup"))
+    await h.settle()
+    assert h.store.rows[inbound]["ended_at"] is not None, "the caller's call is closed when they leave"
+    h.cc.ready("1002")
+    await h.settle()
+    agent_dial = h.dials()[-1]
+    assert agent_dial.peer is None
+    h.fake.inject(tp.LegAnswered(leg=agent_dial.leg))
+    await h.settle()
+    customer = h.dials()[-1]
+    assert customer.uri.startswith("sip:8613912345678@") and customer.peer == agent_dial.leg
+    h.fake.inject(tp.LegAnswered(leg=customer.leg))
+    await h.settle()
+    h.fake.inject(tp.LegEnded(leg=customer.leg, cause="remote_bye"))  # the customer hangs up first
+    await h.settle()
+    h.fake.inject(tp.LegEnded(leg=agent_dial.leg, cause="local_hangup"))
+    await h.settle()
+    record = callback_record(h, inbound)
+    assert h.store.event_names(record) == ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
+    assert (h.store.callbacks[0]["status"], h.store.callbacks[0]["attempts"]) == ("done", 1)
+    assert h.cc.engine.agent_state("1002")[0] == "wrap_up"
+    assert_all_closed(h)
+
+
+async def test_an_agent_who_hangs_up_at_once_on_a_callback_leaves_it_to_do_and_nothing_open(h):
+    leg, inbound = await pressed_callback_key(h)
+    await h.settle()
+    h.fake.inject(tp.LegEnded(leg=leg, cause="local_hangup"))
+    await h.settle()
+    h.cc.ready("1001")
+    await h.settle()
+    agent_dial = h.dials()[-1]
+    h.fake.inject(tp.LegAnswered(leg=agent_dial.leg))
+    h.fake.inject(tp.LegEnded(leg=agent_dial.leg, cause="remote_bye"))
+    await h.settle()
+    customer = h.dials()[-1]
+    if customer.leg != agent_dial.leg and customer.leg in h.cc.by_leg:
+        h.fake.inject(tp.LegFailed(leg=customer.leg, status=487, reason="Request Terminated"))
+        await h.settle()
+    record = callback_record(h, inbound)
+    assert h.store.event_names(record)[-1] == "ABANDON" and "CONNECT" not in h.store.event_names(record)
+    assert h.store.callbacks[0]["status"] == "pending", "to be called again"
+    assert h.cc.engine.agent_state("1001")[0] in ("wrap_up", "available")
+    assert_all_closed(h)
+
+
+async def test_an_offer_that_could_not_be_dialled_is_no_missed_offer_and_comes_back(h):
+    h.cc.not_ready("1002", "break")
+    leg = await caller_to_general_queue(h)
+    for attempt in range(3):  # more than acd.max_missed_offers (2)
+        dial = h.dials()[-1]
+        h.fake.inject(tp.CommandFailed(command_id=dial.id, command="Dial", reason="no free leg on this worker",
+                                       leg=dial.leg))
+        await h.settle()
+        assert h.cc.engine.agent_state("1001")[0] == "reserved", "held a moment, not paused"
+        await asyncio.sleep(1.1)
+        await h.settle()
+        assert len(h.dials()) == attempt + 2, "offered again after the pause"
+    call_id = h.only_call_id()
+    assert "RINGNOANSWER" not in h.store.event_names(call_id)
+    assert h.cc.engine.agent_stats("1001", h.cc.now().timestamp()).missed_offers == 0
+    h.fake.inject(tp.LegAnswered(leg=h.dials()[-1].leg))
+    await h.settle()
+    assert h.store.event_names(call_id)[-1] == "CONNECT" and leg
+
+
+async def test_a_supervisor_can_log_out_an_agent_on_a_call_and_the_call_is_ended_and_recorded(h):
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    call_id = h.only_call_id()
+    agent = h.store.rows[call_id]["agent_id"]
+    result = h.cc.force_state("9001", agent, "logged_out")
+    assert result["state"] == "logged_out"
+    hung = {c.leg for c in h.fake.sent(tp.Hangup)}
+    assert {leg, dial.leg} <= hung, "both legs are hung up"
+    for ended in (leg, dial.leg):
+        h.fake.inject(tp.LegEnded(leg=ended, cause="local_hangup"))
+    await h.settle()
+    assert h.store.event_names(call_id) == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"]
+    assert h.store.rows[call_id]["ended_at"] is not None and h.store.rows[call_id]["talk_seconds"] is not None
+    assert h.store.audits[-1]["action"] == "agent.logged_out"
+
+
+async def test_an_agent_held_on_a_call_that_no_longer_exists_is_released_by_a_supervisor(h):
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    agent = h.store.rows[h.only_call_id()]["agent_id"]
+    h.cc.calls.clear()  # the call flow lost the call (a fault) while the ACD still holds the agent on it
+    assert h.cc.engine.agent_state(agent)[0] == "on_call"
+    assert h.cc.force_state("9001", agent, "not_ready", "meeting")["state"] == "not_ready"
+    assert h.cc.engine.agent_call(agent) is None and leg

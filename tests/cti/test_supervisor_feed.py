@@ -14,6 +14,7 @@ from sqlalchemy import select
 from callcenter.cti import protocol as p
 from callcenter.cti.errors import CtiAuthError, CtiRequestError
 from callcenter.db.models import AuditEntry
+from callcenter.telephony import protocol as tp
 from tests.cti.cti_support import PINS, Stack, of_type, wait_for
 
 
@@ -149,7 +150,9 @@ async def test_invalid_actions_get_clear_errors_and_change_nothing(stack):
             await supervisor.request("agent.force_state", **fields)
         assert caught.value.code == code and words in caught.value.message, (fields, caught.value.message)
     for skills, words in (({"sales": 9}, "from 1 to 5"), ({"sales": "high"}, "from 1 to 5"),
-                          ({"en": 3, "sales": 5, "vip": 4, "zh": 5}, "already has")):
+                          ({"en": 3, "sales": 5, "vip": 4, "zh": 5}, "already has"),
+                          ({f"invented{i}": 3 for i in range(3000)}, "unknown skills 'invented0'"),
+                          ({"x" * 1000: 3}, "unknown skill 'xxxxxxxx"), ({}, "at least one skill")):
         with pytest.raises(CtiRequestError) as caught:
             await supervisor.request("agent.set_skills", agent_id="1001", skills=skills)
         assert caught.value.code == p.REFUSED and words in caught.value.message
@@ -160,20 +163,21 @@ async def test_invalid_actions_get_clear_errors_and_change_nothing(stack):
     await supervisor.close()
 
 
-async def test_logging_out_an_agent_on_a_call_is_refused_but_not_ready_waits_for_the_call(stack):
+async def test_not_ready_waits_for_the_call_and_logging_out_ends_the_call_on_the_record(stack):
     supervisor, _, _ = await stack.logged_in("9001")
     stack.only_agent("1001")
     leg = await stack.caller_to_queue()
-    await stack.answer("1001")
+    agent_leg = await stack.answer("1001")
     assert stack.center.engine.agent_state("1001")[0] == "on_call"
-    with pytest.raises(CtiRequestError) as caught:
-        await supervisor.request("agent.force_state", agent_id="1001", state="logged_out")
-    assert caught.value.code == p.REFUSED and "on a call" in caught.value.message
     done = await supervisor.request("agent.force_state", agent_id="1001", state="not_ready", reason="meeting")
     assert done == {"agent_id": "1001", "state": "on_call", "reason": None, "pending": "meeting"}
+    done = await supervisor.request("agent.force_state", agent_id="1001", state="logged_out")
+    assert done["state"] == "logged_out"
+    hung = {c.leg for c in stack.fake.sent(tp.Hangup)}
+    assert {leg, agent_leg} <= hung, "the call is ended, not left to run with nobody on it"
     await stack.caller_hangs_up(leg, "1001")
-    await wait_for(lambda: stack.center.engine.agent_state("1001")[0] != "on_call")
-    assert [r[1] for r in audit_rows(stack)] == ["agent.not_ready"]
+    await stack.center.drain()
+    assert [r[1] for r in audit_rows(stack)] == ["agent.not_ready", "agent.logged_out"]
 
 
 async def test_changed_skills_route_calls_and_are_audited(stack):
