@@ -66,7 +66,7 @@ def console_link(settings, server: str | None, ca_file: Path | None, pin_file: P
 @app.command("agent")
 def agent_cmd(
     ctx: typer.Context,
-    agent: Annotated[str, typer.Option("--agent", "-a", help="Your agent id (as in [agents.ID]).")],
+    agent: Annotated[str, typer.Option("--agent", "-a", help="Your agent id (as in \\[agents.ID]).")],
     server: ServerOption = None,
     pin_file: PinFileOption = None,
     ca_file: CaFileOption = None,

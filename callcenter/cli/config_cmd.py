@@ -18,7 +18,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("check")
 def check(
     ctx: typer.Context,
-    file: Annotated[Optional[str], typer.Argument(help="File to check [default: the --config file].")] = None,
+    file: Annotated[Optional[str], typer.Argument(help="File to check \\[default: the --config file].")] = None,
 ) -> None:
     """Validate the configuration: exit 0 when valid, 2 with every problem listed when not.
 

@@ -68,7 +68,7 @@ _LINK_STYLE = {"up": "green", "connecting": "yellow", "down": "bold red", "faile
 
 # (key, action, when it works) for the help screen; the footer shows the same keys.
 HELP_ROWS = [
-    ("r", "Ready: take calls (asks for the disposition first if one is missing)", "not ready, wrap-up"),
+    ("r", "Ready: take calls (a queue that needs the disposition first opens its form)", "not ready, wrap-up"),
     ("n", "Not ready, with a reason (ringing: gives the call back; on a call: after it)",
      "available, ringing, on a call, wrap-up"),
     ("h", "Hang up", "on a call"),

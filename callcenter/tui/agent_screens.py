@@ -42,27 +42,61 @@ def _when(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key of the console, with what it does and when it works."""
+    """Every key of the console, with what it does and when it works.
+
+    The columns are fitted to the table's width whenever the screen is resized, and long cells wrap
+    at words (the row grows taller): sized to its longest line, the table would run past the
+    dialog's edge and cut its text.
+    """
 
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def __init__(self, rows: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.rows = rows
+        self._fitted = 0
 
     def compose(self) -> ComposeResult:
         table = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
-        with Vertical(id="help", classes="dialog"):
+        with Vertical(id="help", classes="dialog wide"):
             yield Label("Keys", classes="dialog-title")
             yield table
-            yield Label("Esc closes this help. In a dialog: Tab moves between fields, Esc cancels.",
-                        classes="hint")
+            yield Static("Esc closes this help. In a dialog: Tab moves between fields, Esc cancels.",
+                         classes="hint")
 
     def on_mount(self) -> None:
+        self._fill(None)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Key", "Action", "When")
+        dialog = self.query_one("#help")
+        # What the dialog cannot hold scrolls inside the table instead of running off the screen.
+        others = sum(w.outer_size.height + w.styles.margin.height for w in dialog.children if w is not table)
+        limit = dialog.styles.max_height
+        room = limit.resolve(self.size, self.app.size) if limit else self.size.height
+        table.styles.max_height = max(3, int(room) - dialog.styles.gutter.height - others)
+        width = table.size.width - table.styles.scrollbar_size_vertical
+        if width > 0 and width != self._fitted:
+            self._fitted = width
+            self._fill(width)
+
+    def _fill(self, width: int | None) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        if width is None:
+            table.add_columns("Key", "Action", "When")
+        else:
+            gaps = 3 * 2 * table.cell_padding
+            key = max(Text(k).cell_len for k, _, _ in [("Key", "", ""), *self.rows])
+            when = min(max(Text(w).cell_len for _, _, w in [("", "", "When"), *self.rows]), max(12, width // 4))
+            table.add_column("Key", width=key)
+            table.add_column("Action", width=max(12, width - gaps - key - when))
+            table.add_column("When", width=when)
         for key, action, when in self.rows:
-            table.add_row(Text(key, style="bold"), Text(action), Text(when, style="dim"))
+            table.add_row(Text(key, style="bold"), Text(action), Text(when, style="dim"), height=None)
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)
@@ -666,6 +700,7 @@ class SearchScreen(_ListScreen):
     """Customers by number (any format), id, or name; Enter shows the customer."""
 
     TITLE_TEXT = "Find a customer"
+    BINDINGS = [Binding("down", "to_results", "To the results", show=False)]
 
     def compose_top(self) -> ComposeResult:
         yield Input(id="search-query", placeholder="number, customer id, or name (start of it)", max_length=100)
@@ -678,6 +713,13 @@ class SearchScreen(_ListScreen):
 
     def action_reload(self) -> None:
         self.search(self.query_one("#search-query", Input).value)
+
+    def action_to_results(self) -> None:
+        """↓ from the query moves to the first result, where Enter shows it (the table keeps its own ↓)."""
+        table = self.query_one(DataTable)
+        if table.row_count:
+            table.focus()
+            table.move_cursor(row=0)
 
     @on(Input.Submitted, "#search-query")
     def _submitted(self, event: Input.Submitted) -> None:

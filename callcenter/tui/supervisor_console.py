@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.text import Text
 from textual import on, work
@@ -28,7 +29,8 @@ from callcenter.cti.client import AgentLink
 from callcenter.tui import cti_link
 from callcenter.cti.errors import CtiError, CtiRequestError
 from callcenter.tui.agent_screens import ConfirmScreen, HelpScreen
-from callcenter.tui.supervisor_model import OK, STATE_LABELS, SupervisorModel, skills_text
+from callcenter.tui.center_clock import center_time
+from callcenter.tui.supervisor_model import OK, SupervisorModel, skills_text, state_text, words
 from callcenter.tui.supervisor_screens import (
     ALERT_STYLE,
     AgentsScreen,
@@ -177,6 +179,7 @@ class SupervisorApp(App[str | None]):
         self.sub_title = f"{self.model.supervisor_id} {self.model.name}"
         if self.model.logins > 1:
             self.notify("Reconnected: reloading the dashboard", markup=False)
+        self._render_topbar()  # the clock: the center's zone is known now
         self.load_snapshot()
 
     @work(exclusive=True, group="snapshot")
@@ -282,7 +285,7 @@ class SupervisorApp(App[str | None]):
         for mode, name in MODE_NAMES.items():
             key = list(MODE_NAMES).index(mode) + 1
             bar.append(f" {key} {name} ", style="reverse bold" if mode == self.current_mode else "dim")
-        bar.append(f"   {now.astimezone(self._zone()):%H:%M:%S}", style="bold")
+        bar.append(f"   {center_time(now, self.zone, '%H:%M:%S')}", style="bold")
         if m.loaded:
             worst = m.worst(now)
             if worst != OK:
@@ -299,9 +302,9 @@ class SupervisorApp(App[str | None]):
             bar.append("  loading…", style="dim")
         return bar
 
-    def _zone(self) -> dt.tzinfo:
-        from zoneinfo import ZoneInfo
-
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The center's zone (``hours.timezone``, sent at login): every time of day is shown in it."""
         try:
             return ZoneInfo(self.model.timezone)
         except Exception:
@@ -374,10 +377,10 @@ class SupervisorApp(App[str | None]):
         if choice is None:
             return
         state, reason = choice
-        what = {"ready": "ready", "not_ready": f"not ready ({(reason or '').replace('_', ' ')})",
+        what = {"ready": "ready", "not_ready": state_text("not_ready", reason),
                 "logged_out": "logged out of the ACD"}[state]
         question = (f"Set agent {self._who(agent)} {what}?\n"
-                    f"They are {STATE_LABELS.get(agent.get('state'), agent.get('state')).lower()} now. "
+                    f"They are {state_text(agent.get('state'), agent.get('reason'))} now. "
                     "This is recorded in the audit log under your id.")
         if not await self.push_screen_wait(ConfirmScreen(question)):
             return
@@ -392,9 +395,9 @@ class SupervisorApp(App[str | None]):
         except CtiError as exc:
             self.notify(f"Not changed: {exc}", severity="error", markup=False, timeout=8)
             return
-        done = STATE_LABELS.get(data.get("state"), data.get("state"))
+        done = state_text(data.get("state"), data.get("reason"))
         if data.get("pending"):
-            self.notify(f"Agent {agent['agent_id']} goes not ready ({data['pending']}) after the current call",
+            self.notify(f"Agent {agent['agent_id']} goes not ready ({words(data['pending'])}) after the current call",
                         markup=False)
         else:
             self.notify(f"Agent {agent['agent_id']} is now {done}", markup=False)

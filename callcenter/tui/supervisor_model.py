@@ -10,6 +10,8 @@ dashboards. Alerts, sorting and filtering are plain functions here. No Textual: 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +32,107 @@ _ORDER = {RED: 2, AMBER: 1, OK: 0}
 AGENT_COLUMNS = [
     ("agent", "Agent"), ("name", "Name"), ("state", "State"), ("reason", "Reason"), ("in_state", "In state"),
     ("caller", "Caller"), ("queue", "Queue"), ("calls", "Calls"), ("aht", "AHT"), ("occupancy", "Occupancy"),
+    ("owed", "Owed"),
 ]
 _STATE_RANK = {"on_call": 0, "reserved": 1, "wrap_up": 2, "available": 3, "not_ready": 4, "logged_out": 5}
 
+# People's words for the machine values the server sends; the data keeps the codes.
+STATE_WORDS = {
+    "logged_out": "logged out",
+    "available": "available",
+    "reserved": "ringing",
+    "on_call": "on a call",
+    "wrap_up": "in wrap-up",
+    "not_ready": "not ready",
+}
+STRATEGY_WORDS = {
+    "longest_idle": "longest idle first",
+    "round_robin": "round robin",
+    "fewest_calls": "fewest calls first",
+    "least_talk_time": "least talk time first",
+}
+VERDICT_WORDS = {  # the ACD's verdict codes, as counted in the summary of why a caller waits
+    "chosen": "offered this call",
+    "candidate": "free to take it",
+    "logged_out": "logged out",
+    "not_member": "not in this queue",
+    "missing_skill": "missing a skill",
+    "level_too_low": "skill level too low",
+    "not_ready": "not ready",
+    "wrap_up": "in wrap-up",
+    "busy_in_other_queue": "busy with another queue's call",
+    "on_call": "on a call",
+    "reserved": "ringing with another call",
+    "missed_this_call": "let this call ring out",
+}
 
+
+def words(code: Any) -> str:
+    """A code as words (``no_answer`` -> ``no answer``), for codes with no wording of their own."""
+    return str(code or "").replace("_", " ")
+
+
+def state_text(state: str | None, reason: str | None = None) -> str:
+    """An agent's state as a person says it: ``on a call``, ``not ready (lunch)``."""
+    text = STATE_WORDS.get(state or "", words(state))
+    if state == "not_ready" and reason:
+        text += f" ({words(reason)})"
+    return text
+
+
+_CALL_ID = re.compile(r"\b[0-9a-f]{32}\b")
+_CODES = re.compile(r"\b(" + "|".join(sorted(STATE_WORDS, key=len, reverse=True)) + r")\b")
+
+
+def verdict_text(verdict: dict[str, Any], queue_name: Callable[[str], str] = str) -> str:
+    """Why one agent has not taken the call, in people's words.
+
+    The ACD's detail is written for logs (state codes, call ids, strategy keys); its few facts are
+    picked out here and said again, so the supervisor reads ``busy with a call of queue Sales``
+    rather than ``on_call with 3f2a... from sales``.
+    """
+    code = str(verdict.get("verdict") or "")
+    detail = str(verdict.get("detail") or "")
+    if code == "chosen":
+        return "talking to this caller" if detail.startswith("answered") else "phone ringing with this caller"
+    if code == "candidate":
+        rank = verdict.get("rank")
+        return f"free and qualified, next in line (#{rank})" if rank else "free and qualified"
+    if code == "logged_out":
+        return "logged out"
+    if code == "not_member":
+        m = re.fullmatch(r"logged in to (.*), not \S+", detail)
+        if m and m.group(1) != "no queue":
+            others = ", ".join(queue_name(q) for q in m.group(1).split(", "))
+            return f"logged in to other queues only ({others})"
+        return "not logged in to this queue"
+    if code == "missing_skill":
+        m = re.fullmatch(r"lacks skill (\S+) \(needs (\d+)\)", detail)
+        if m:
+            return f"lacks the skill {m.group(1)} (needs level {m.group(2)})"
+    if code == "level_too_low":
+        m = re.fullmatch(r"(\S+) level (\d+) < (\d+)", detail)
+        if m:
+            return f"{m.group(1)} at level {m.group(2)}, needs {m.group(3)}"
+    if code == "not_ready":
+        m = re.fullmatch(r"not ready \((.*)\)", detail)
+        return state_text("not_ready", m.group(1) if m and m.group(1) != "None" else None)
+    if code == "wrap_up":
+        return state_text("wrap_up")
+    if code == "busy_in_other_queue":
+        m = re.fullmatch(r"(\S+) with \S+ from (\S+)", detail)
+        if m:
+            busy = "phone ringing with" if m.group(1) == "reserved" else "busy with"
+            return f"{busy} a call of queue {queue_name(m.group(2))}"
+        return "busy with a call of another queue"
+    if code == "on_call":
+        return "on a call of this queue"
+    if code == "reserved":
+        return "phone ringing with another call of this queue"
+    if code == "missed_this_call":
+        return "let this call ring out; the others are tried first"
+    said = _CODES.sub(lambda m: STATE_WORDS[m.group(1)], _CALL_ID.sub("a call", detail))
+    return f"{words(code)}: {said}" if said else words(code)
 
 
 def clock(seconds: float | None) -> str:
@@ -192,6 +291,15 @@ class SupervisorModel:
         levels = [alert(q, self.thresholds, now)[0] for q in self.queues.values()]
         return max(levels, key=_ORDER.__getitem__, default=OK)
 
+    def ringing_at(self, queue: str) -> list[dict[str, Any]]:
+        """Agents whose phone rings with a caller of ``queue``, longest ringing first.
+
+        Those callers have left the ACD's waiting list but not the queue: the queue detail lists
+        them from here, so its counts and its rows agree."""
+        rows = [a for a in self.agents.values()
+                if (a.get("call") or {}).get("phase") == "ringing" and (a.get("call") or {}).get("queue") == queue]
+        return sorted(rows, key=lambda a: (str(a.get("since") or ""), str(a.get("agent_id"))))
+
     def time_in_state(self, agent: dict[str, Any], now: dt.datetime) -> float | None:
         since = parse_time(agent.get("since"))
         return None if since is None else max(0.0, (now - since).total_seconds())
@@ -203,6 +311,7 @@ class SupervisorModel:
         call = agent.get("call") or {}
         hay = " ".join(str(x) for x in (
             agent.get("agent_id"), agent.get("name"), agent.get("state"), STATE_LABELS.get(agent.get("state"), ""),
+            state_text(agent.get("state")),
             agent.get("reason") or "", " ".join(agent.get("queues") or ()), call.get("queue") or "",
             caller_text(call),
         )).lower()

@@ -10,7 +10,6 @@ parsed as markup, control characters made visible.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -23,11 +22,14 @@ from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 from textual_plotext import PlotextPlot
 
+from callcenter.tui.center_clock import center_time
 from callcenter.tui.supervisor_model import (
     AGENT_COLUMNS,
     AMBER,
     RED,
     STATE_LABELS,
+    STRATEGY_WORDS,
+    VERDICT_WORDS,
     alert,
     caller_text,
     clock,
@@ -37,6 +39,9 @@ from callcenter.tui.supervisor_model import (
     percent,
     seconds_text,
     skills_text,
+    state_text,
+    verdict_text,
+    words,
 )
 from screenpop.numbers import display
 from screenpop.render import safe_text
@@ -64,19 +69,6 @@ def caller_cell(call: dict[str, Any] | None, region: str) -> Text:
     shown = dict(call)
     shown["ani"] = _number(call.get("ani"), region)
     return safe_text(caller_text(shown), limit=60)
-
-
-_CALL_ID = re.compile(r"\b[0-9a-f]{32}\b")
-
-
-def verdict_detail(verdict: dict[str, Any]) -> str:
-    """The ACD's reason, with internal call ids (meaningless to a supervisor) left out."""
-    detail = str(verdict.get("detail") or "")
-    if verdict.get("verdict") == "on_call":
-        return "talking to a caller"
-    if verdict.get("verdict") == "reserved":
-        return "phone ringing with another call"
-    return _CALL_ID.sub("a call", detail)
 
 
 def _signature(cells: list[Text]) -> tuple:
@@ -288,11 +280,11 @@ class WallboardScreen(ModeScreen):
 # ----------------------------------------------------------------------------- agents
 
 AGENT_WIDTHS = {"agent": 8, "name": 18, "state": 10, "reason": 15, "in_state": 8, "caller": 40, "queue": 12,
-                "calls": 5, "aht": 6, "occupancy": 9}
+                "calls": 5, "aht": 6, "occupancy": 9, "owed": 5}
 
 
 class AgentsScreen(ModeScreen):
-    """Every agent: state, reason, time in state, caller, calls, AHT, occupancy; sort, filter, act."""
+    """Every agent: state, reason, time in state, caller, calls, AHT, occupancy, dispositions owed; sort, filter, act."""
 
     MODE = "agents"
     BINDINGS = [
@@ -327,11 +319,13 @@ class AgentsScreen(ModeScreen):
         return [
             safe_text(agent.get("agent_id"), "bold"), safe_text(agent.get("name"), limit=30),
             Text(STATE_LABELS.get(state, state), style=STATE_STYLE.get(state, "")),
-            safe_text((agent.get("reason") or "").replace("_", " "), limit=20),
+            safe_text(words(agent.get("reason")), limit=20),
             Text(clock(in_state) if state != "logged_out" else ""),
             caller_cell(call, model.region), safe_text(call.get("queue") or "", limit=20),
             Text(str(agent.get("calls") or 0)), Text(seconds_text(agent.get("aht")) if agent.get("calls") else "—"),
             Text(percent(occ) if occ is not None else "—"),
+            # dispositions the agent still owes (a pending wrap-up list, not a failure)
+            Text(str(agent.get("owed") or 0), style="bold cyan" if agent.get("owed") else "dim"),
         ]
 
     def _status(self) -> None:
@@ -421,12 +415,13 @@ class AgentsScreen(ModeScreen):
 
 # ----------------------------------------------------------------------------- queue detail
 
-CALLER_COLUMNS = [("pos", "#"), ("caller", "Caller"), ("waited", "Waited"), ("priority", "Priority"),
-                  ("skills", "Needs"), ("relax", "Relaxed")]
+CALLER_COLUMNS = [("pos", "#"), ("caller", "Caller"), ("status", "Status"), ("waited", "Waited"),
+                  ("priority", "Priority"), ("skills", "Needs"), ("relax", "Relaxed")]
 
 
 class QueueScreen(ModeScreen):
-    """One queue's waiting callers in service order, and why no agent has taken the oldest."""
+    """One queue's callers: those ringing at an agent, then those waiting in service order, and why
+    no agent has taken the oldest. The counts above the list are counted from its rows."""
 
     MODE = "queue"
     BINDINGS = [Binding("left_square_bracket", "queue(-1)", "Prev queue"),
@@ -451,6 +446,7 @@ class QueueScreen(ModeScreen):
 
     def action_queue(self, step: int) -> None:
         self.app.step_queue(step, allow_all=False)
+        self.render_model(None)
         self.app.load_queue_detail()
 
     def show(self, detail: dict[str, Any] | None) -> None:
@@ -462,25 +458,32 @@ class QueueScreen(ModeScreen):
 
     def render_model(self, change: dict[str, Any] | None) -> None:
         super().render_model(change)
+        if change is not None:
+            return  # title and rows are drawn together when the server's detail comes (asked for on each change)
         model, now = self.app.model, self.app.server_now()
         qid = self.app.queue_id
         queue = model.queues.get(qid or "", {})
-        title = Text()
-        title.append_text(safe_text(queue.get("name") or qid or "no queue", "bold", limit=40))
-        title.append(f"  ({qid})  waiting {queue.get('waiting', 0)}, ringing {queue.get('ringing', 0)}, "
-                     f"callbacks {queue.get('callbacks_waiting', 0)}   [ ] other queue", style="")
-        self.query_one("#queue-title", Static).update(title, layout=False)
-        if change is not None:
-            return  # the callers are redrawn when the server's detail comes (it is asked for on each change)
         table = self.query_one("#callers-table", DataTable)
         detail = self.detail if self.detail and self.detail.get("queue") == qid else None
         cursor = table.cursor_row  # kept across the once-a-second redraw
         table.clear()
         why = self.query_one("#why", Static)
         if detail is None:
+            ringing = int(queue.get("ringing") or 0)
+            self._title(queue, qid, max(0, int(queue.get("waiting") or 0) - ringing), ringing,
+                        int(queue.get("callbacks_waiting") or 0))
             why.update(Text("Loading…", style="dim"))
             return
-        for c in detail.get("callers") or ():
+        ringing_agents = model.ringing_at(qid or "")
+        for agent in ringing_agents:
+            call = agent.get("call") or {}
+            status = Text("ringing at ")
+            status.append_text(safe_text(f"{agent.get('agent_id')} {agent.get('name') or ''}".strip(), limit=30))
+            status.append(f" for {clock(model.time_in_state(agent, now))}")
+            table.add_row(Text(""), caller_cell(call, model.region), status, Text("—"), Text(""), Text(""), Text(""),
+                          key=f"ringing:{call.get('call_id')}")
+        callers = detail.get("callers") or []
+        for c in callers:
             since = c.get("since")
             waited = c.get("waited")
             if isinstance(since, str):
@@ -490,38 +493,64 @@ class QueueScreen(ModeScreen):
                                  model.region)
             if c.get("callback"):
                 caller = Text("callback ").append_text(caller)
-            table.add_row(Text(str(c.get("position"))), caller, Text(clock(waited)), Text(str(c.get("priority"))),
-                          safe_text(skills_text(c.get("skills")) or "any agent", limit=40),
-                          Text(str(c.get("relax_step") or "")), key=c.get("call_id"))
+            status = Text("callback request" if c.get("callback") else "waiting")
+            needs = safe_text(skills_text(c.get("skills")) or "any agent", limit=40)
+            table.add_row(Text(str(c.get("position"))), caller, status, Text(clock(waited)),
+                          Text(str(c.get("priority"))), needs, Text(str(c.get("relax_step") or "")), key=c.get("call_id"))
+        callbacks = sum(1 for c in callers if c.get("callback"))
+        total = detail.get("waiting")
+        more = (f" (the first {len(callers)} of {total} are listed)"
+                if isinstance(total, int) and total > len(callers) else "")
+        self._title(queue, qid, len(callers) - callbacks, len(ringing_agents), callbacks, more)
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False, scroll=False)
-        why.update(self._why(detail))
+        why.update(self._why(detail, len(ringing_agents)))
 
-    def _why(self, detail: dict[str, Any]) -> Text:
+    def _title(self, queue: dict[str, Any], qid: str | None, waiting: int, ringing: int, callbacks: int,
+               more: str = "") -> None:
+        title = Text()
+        title.append_text(safe_text(queue.get("name") or qid or "no queue", "bold", limit=40))
+        title.append(f"  ({qid})  waiting {waiting}, ringing {ringing}, callbacks {callbacks}{more}   [ ] other queue")
+        self.query_one("#queue-title", Static).update(title, layout=False)
+
+    def _why(self, detail: dict[str, Any], ringing: int) -> Text:
         why = detail.get("why")
         text = Text()
         if not why:
-            text.append("Nobody is waiting.", style="green")
-            if detail.get("ringing"):
-                text.append(f" {detail['ringing']} call(s) ringing at an agent.")
+            if ringing:
+                text.append(f"No caller is waiting for an agent: {ringing} ringing at an agent (listed above).",
+                            style="green")
+            else:
+                text.append("Nobody is waiting.", style="green")
             return text
-        text.append("Why the oldest caller is still waiting", style="bold")
+        model = self.app.model
+        oldest = next((c for c in detail.get("callers") or () if c.get("call_id") == why.get("call_id")), {})
+        since = parse_time(oldest.get("since"))
+        text.append("Why the oldest caller", style="bold")
+        if since is not None:
+            text.append(f" (waiting since {center_time(since, self.app.zone, '%H:%M:%S')})", style="bold")
+        text.append(" is still waiting", style="bold")
         need = skills_text(why.get("requirement")) or "no skills"
-        text.append(f"  (strategy {why.get('strategy')}, needs {need}, relax step {why.get('relax_step')})\n")
+        strategy = STRATEGY_WORDS.get(str(why.get("strategy")), words(why.get("strategy")))
+        text.append(f"  (routing: {strategy}, needs {need}, relax step {why.get('relax_step')})\n")
         summary = why.get("summary") or {}
         if not summary:
             text.append("No agent is a member of this queue.\n", style="bold red")
         else:
-            text.append("  " + ", ".join(f"{n} {verdict.replace('_', ' ')}" for verdict, n in sorted(
+            text.append("  " + ", ".join(f"{n} {VERDICT_WORDS.get(code, words(code))}" for code, n in sorted(
                 summary.items(), key=lambda kv: -kv[1])) + "\n")
+
+        def queue_name(queue: str) -> str:
+            return str(model.queues.get(queue, {}).get("name") or queue)
+
         for v in (why.get("verdicts") or [])[:40]:
             text.append(f"  {v.get('agent_id')}", style="bold")
-            name = self.app.model.agents.get(v.get("agent_id"), {}).get("name")
+            name = model.agents.get(v.get("agent_id"), {}).get("name")
             if name:
                 text.append(" ")
                 text.append_text(safe_text(name, limit=30))
-            text.append(f": {str(v.get('verdict')).replace('_', ' ')} — ")
-            text.append_text(safe_text(verdict_detail(v), limit=80))
+            text.append(": ")
+            text.append_text(safe_text(verdict_text(v, queue_name), limit=100))
             text.append("\n")
         more = len(why.get("verdicts") or []) - 40
         if more > 0:
@@ -664,11 +693,11 @@ class ForceStateScreen(ModalScreen[tuple[str, str | None] | None]):
 
     def compose(self) -> ComposeResult:
         options = [Option(Text("Ready (available for calls)"), id="ready")]
-        options += [Option(Text(f"Not ready: {r.replace('_', ' ')}"), id=f"not_ready:{r}") for r in self.reasons]
+        options += [Option(Text(f"Not ready: {words(r)}"), id=f"not_ready:{r}") for r in self.reasons]
         options.append(Option(Text("Log out of the ACD"), id="logged_out"))
         title = Text("Force the state of ")
         title.append_text(safe_text(f"{self.agent.get('agent_id')} {self.agent.get('name') or ''}", "bold", limit=60))
-        title.append(f" (now {STATE_LABELS.get(self.agent.get('state'), self.agent.get('state'))})")
+        title.append(f", now {state_text(self.agent.get('state'), self.agent.get('reason'))}")
         with Vertical(id="force", classes="dialog"):
             yield Static(title, classes="dialog-title")
             yield OptionList(*options, id="force-list")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 import callcenter.cli.agent_cmd as agent_cmd
@@ -52,3 +55,27 @@ def test_help_names_every_option():
     assert result.exit_code == 0
     for option in ("--agent", "--server", "--pin-file", "--ca-file", "--not-ready", "--phone"):
         assert option in result.output
+
+
+def test_help_shows_the_settings_section_in_square_brackets():
+    result = CliRunner().invoke(app, ["agent", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert "Your agent id (as in [agents.ID])." in " ".join(result.output.split())
+
+
+def _commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_no_help_text_loses_its_square_brackets():
+    """Rich reads ``[word]`` in a help text as markup and drops it unless escaped (``\\[word]``)."""
+    for path, command in _commands(typer.main.get_command(app)):
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        wanted = [m.group(1) for text in texts for m in re.finditer(r"\\?(\[[^\]]*\])", text)]
+        if not wanted:
+            continue
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+        shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+        for bracketed in wanted:
+            assert bracketed in shown, f"callcenter {' '.join(path)} --help: {bracketed}"

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+import time
 
 import pytest
 from sqlalchemy import select
 
 from callcenter.db.models import AuditEntry
 from callcenter.telephony import protocol as tp
+from textual.widgets import DataTable
+
+from callcenter.tui import agent_console, supervisor_console
 from callcenter.tui.agent_screens import ConfirmScreen, HelpScreen
 from callcenter.tui.supervisor_console import SupervisorApp
 from callcenter.tui.supervisor_screens import AgentsScreen, ForceStateScreen, QueueScreen, SkillsScreen, WallboardScreen
 from tests.cti.cti_support import PINS, Stack, wait_for
-from tests.tui.tui_support import notifications, screen_text, type_text
+from tests.tui.tui_support import console, notifications, screen_text, type_text
 
 SIZE = (170, 50)
 EVIL = "[bold red]BOSS[/] \x1b[2J\u202e"
@@ -191,6 +196,7 @@ async def test_forcing_a_state_asks_for_confirmation_changes_the_acd_and_is_audi
         await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.pause()
         assert "Set agent 1002 Wang Fang not ready (lunch)?" in screen_text(app)
+        assert "They are available now." in screen_text(app)
         await pilot.press("n")  # changed my mind
         await pilot.pause()
         assert stack.center.engine.agent_state("1002") == ("available", None) and audit_rows(stack) == []
@@ -199,7 +205,7 @@ async def test_forcing_a_state_asks_for_confirmation_changes_the_acd_and_is_audi
         await pilot.press("y")
         await wait_for(lambda: stack.center.engine.agent_state("1002") == ("not_ready", "lunch"))
         await wait_for(lambda: audit_rows(stack) == [("9001", "agent.not_ready", "agent:1002")])
-        await wait_for(lambda: "Agent 1002 is now Not ready" in notifications(app))
+        await wait_for(lambda: "Agent 1002 is now not ready (lunch)" in notifications(app))
         await wait_for(lambda: app.model.agents["1002"]["reason"] == "lunch")
 
 
@@ -259,7 +265,8 @@ async def test_queue_detail_lists_waiting_callers_and_why_the_oldest_waits(stack
         first = next(line for line in shown.splitlines() if line.strip().startswith("1 "))
         assert "139 0000 0001" in first and "[bold red]BOSS[/]" in first and "zh=1" in first
         assert "139 0000 0002" in next(line for line in shown.splitlines() if line.strip().startswith("2 "))
-        assert "Why the oldest caller is still waiting" in shown and "2 not ready" in shown
+        assert "Why the oldest caller (waiting since 10:00:0" in shown and " CST) is still waiting" in shown
+        assert "2 not ready" in shown
         assert "not ready (lunch)" in shown
         await pilot.press("down")  # the second caller stays selected through the once-a-second redraw
         table = app.screen.query_one("#callers-table")
@@ -318,3 +325,145 @@ async def test_a_queue_turns_amber_then_red_as_its_caller_waits(tmp_path):
             assert "oldest caller waiting" in screen_text(app) and " RED " in screen_text(app)
     finally:
         await s.stop()
+
+
+RAW_CODES = re.compile(r"\b(on_call|wrap_up|not_ready|busy_in_other_queue|logged_out|not_member|missing_skill|"
+                       r"level_too_low|missed_this_call|longest_idle|round_robin|fewest_calls|least_talk_time)\b")
+
+
+async def caller_to_sales(stack: Stack, ani: str) -> str:
+    """A caller picks Mandarin (1) then sales (1)."""
+    leg = stack.fake.arrive(ani=ani, display_name="Sales caller", remote_address="127.0.0.1:5099")
+    await stack.settle()
+    for digit in "11":
+        stack.fake.inject(tp.DigitReceived(leg=leg, digit=digit, method="rfc4733"))
+        await stack.settle()
+    return leg
+
+
+async def test_the_clock_is_the_centers_with_its_zone_not_the_machines(stack, monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")  # the console's machine is elsewhere
+    time.tzset()
+    try:
+        app = dashboard(stack)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(app, pilot)
+            bar = screen_text(app).splitlines()[0]
+            # the server's clock starts at 02:00 UTC: 10:00 in Asia/Shanghai (hours.timezone)
+            assert re.search(r"\b10:0\d:\d\d CST\b", bar), bar
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+async def test_queue_detail_lists_the_caller_ringing_at_an_agent(stack):
+    stack.only_agent("1001")
+    await stack.caller_to_queue(ani="13900000001", display_name=EVIL)  # rings 1001 at once
+    app = dashboard(stack)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app, pilot)
+        app.show_queue("general")
+        await wait_for(lambda: isinstance(app.screen, QueueScreen) and app.screen.detail is not None)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "General enquiries  (general)  waiting 0, ringing 1, callbacks 0" in shown
+        row = next(line for line in shown.splitlines() if "139 0000 0001" in line)
+        assert "[bold red]BOSS[/]" in row and "ringing at 1001 Li Wei for" in row
+        assert "Nobody is waiting" not in shown
+        assert "No caller is waiting for an agent: 1 ringing at an agent (listed above)." in shown
+        await stack.caller_to_queue(ani="13900000002", display_name="Second")  # waits: 1001 is busy
+        await wait_for(lambda: app.screen.detail and app.screen.detail["waiting"] == 1, timeout=3)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "waiting 1, ringing 1, callbacks 0" in shown
+        waiting = next(line for line in shown.splitlines() if "139 0000 0002" in line)
+        assert waiting.split()[0] == "1" and "waiting" in waiting
+        assert "139 0000 0001" in shown, "the ringing caller stays listed"
+        assert "Why the oldest caller (waiting since 10:0" in shown and " CST) is still waiting" in shown
+        assert "1001 Li Wei: phone ringing with another call of this queue" in shown
+        assert not RAW_CODES.search(shown), RAW_CODES.search(shown)
+
+
+async def test_why_a_caller_waits_is_said_in_peoples_words(stack):
+    stack.center.not_ready("1002", "lunch")
+    await caller_to_sales(stack, "13900000003")
+    await stack.answer("1001")  # on a call of sales
+    await stack.caller_to_queue(ani="13900000004", display_name="Waiting")
+    app = dashboard(stack)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app, pilot)
+        app.show_queue("general")
+        await wait_for(lambda: isinstance(app.screen, QueueScreen) and app.screen.detail is not None)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "routing: round robin" in shown
+        assert "1 busy with another queue's call, 1 not ready" in shown
+        assert "1001 Li Wei: busy with a call of queue Sales" in shown
+        assert "1002 Wang Fang: not ready (lunch)" in shown
+        assert not RAW_CODES.search(shown), RAW_CODES.search(shown)
+        await pilot.press("2")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "On call" in next(line for line in shown.splitlines() if line.strip().startswith("1001"))
+        assert not RAW_CODES.search(shown), RAW_CODES.search(shown)
+        await pilot.press("f")  # 1001, on a call
+        await wait_for(lambda: isinstance(app.screen, ForceStateScreen))
+        await pilot.pause()
+        assert "Force the state of 1001 Li Wei, now on a call" in screen_text(app)
+
+
+def shown_in(app, widget) -> list[str]:
+    """The screen's lines where ``widget``'s content is drawn."""
+    region = widget.content_region
+    return [line[region.x:region.right] for line in screen_text(app).splitlines()[region.y:region.bottom]]
+
+
+def help_rows_shown(app) -> list[tuple[str, str, str]]:
+    """The help table's rows as read off the screen, each cell's wrapped lines joined."""
+    lines = shown_in(app, app.screen.query_one(DataTable))
+    header = lines[0]
+    action, when = header.index("Action"), header.index("When")
+    rows: list[list[str]] = []
+    for line in lines[1:]:
+        cells = [line[:action].strip(), line[action:when].strip(), line[when:].strip()]
+        if cells[0]:
+            rows.append(cells)
+        elif rows:
+            rows[-1] = [old + " " + new if new else old for old, new in zip(rows[-1], cells)]
+    return [tuple(" ".join(c.split()) for c in row) for row in rows]
+
+
+@pytest.mark.parametrize("size", [(80, 50), (120, 40), (200, 40)])
+async def test_every_help_line_is_whole_in_both_consoles(stack, size):
+    for app, rows in ((dashboard(stack), supervisor_console.HELP_ROWS),
+                      (console(stack, "1003"), agent_console.HELP_ROWS)):
+        async with app.run_test(size=size) as pilot:
+            await wait_for(lambda: app.model.link == "up", timeout=5)
+            await pilot.pause()
+            await pilot.press("question_mark")
+            await wait_for(lambda: isinstance(app.screen, HelpScreen))
+            await pilot.pause()
+            await pilot.pause()
+            table = app.screen.query_one(DataTable)
+            assert table.max_scroll_y == 0 and table.max_scroll_x == 0, "all of it on screen"
+            assert help_rows_shown(app) == [tuple(" ".join(c.split()) for c in row) for row in rows]
+            hint = " ".join(" ".join(shown_in(app, app.screen.query_one(".hint"))).split())
+            assert hint == "Esc closes this help. In a dialog: Tab moves between fields, Esc cancels."
+
+
+async def test_on_a_short_terminal_the_help_scrolls_inside_the_dialog(stack):
+    app = console(stack, "1003")  # the longer of the two helps
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(lambda: app.model.link == "up", timeout=5)
+        await pilot.press("question_mark")
+        await wait_for(lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause()
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        assert table.max_scroll_y > 0 and table.region.bottom <= app.screen.query_one("#help").region.bottom
+        hint = " ".join(" ".join(shown_in(app, app.screen.query_one(".hint"))).split())
+        assert hint.endswith("Esc cancels."), "the dialog's last line is on screen"
+        await pilot.press("ctrl+end")
+        await wait_for(lambda: table.scroll_y == table.max_scroll_y)
+        await pilot.pause()
+        assert any(line.strip().startswith("Esc") for line in shown_in(app, table)), "the last key scrolls into view"

@@ -15,6 +15,8 @@ from callcenter.tui.supervisor_model import (
     alert,
     clock,
     parse_skills,
+    state_text,
+    verdict_text,
 )
 from callcenter.tui.supervisor_screens import caller_cell
 
@@ -115,3 +117,62 @@ def test_caller_text_is_data_not_markup():
 
 def test_clock():
     assert [clock(s) for s in (None, 0, 59.9, 61, 3600, 3725)] == ["", "0:00", "0:59", "1:01", "1:00:00", "1:02:05"]
+
+
+def test_states_are_said_in_peoples_words():
+    assert [state_text(s) for s in ("available", "reserved", "on_call", "wrap_up", "not_ready", "logged_out")] == [
+        "available", "ringing", "on a call", "in wrap-up", "not ready", "logged out"]
+    assert state_text("not_ready", "no_answer") == "not ready (no answer)"
+    assert state_text("on_call", "lunch") == "on a call", "a reason only goes with not ready"
+    assert state_text("some_new_state") == "some new state"
+
+
+CALL = "0123456789abcdef0123456789abcdef"
+NAMES = {"sales": "Sales", "support": "Technical support"}.get
+
+
+@pytest.mark.parametrize(("verdict", "detail", "said"), [  # details as the ACD writes them (acd/engine.py)
+    ("busy_in_other_queue", f"on_call with {CALL} from sales", "busy with a call of queue Sales"),
+    ("busy_in_other_queue", f"reserved with {CALL} from support",
+     "phone ringing with a call of queue Technical support"),
+    ("on_call", f"on_call with {CALL}", "on a call of this queue"),
+    ("reserved", f"reserved with {CALL}", "phone ringing with another call of this queue"),
+    ("not_ready", "not ready (no_answer)", "not ready (no answer)"),
+    ("wrap_up", "in wrap-up", "in wrap-up"),
+    ("logged_out", "member of the queue but logged out", "logged out"),
+    ("not_member", "logged in to sales, support, not general",
+     "logged in to other queues only (Sales, Technical support)"),
+    ("not_member", "not a member of general", "not logged in to this queue"),
+    ("missing_skill", "lacks skill zh (needs 1)", "lacks the skill zh (needs level 1)"),
+    ("level_too_low", "zh level 2 < 3", "zh at level 2, needs 3"),
+    ("missed_this_call", "let this call ring out; others are tried first",
+     "let this call ring out; the others are tried first"),
+    ("chosen", "ringing; offered by round_robin", "phone ringing with this caller"),
+    ("chosen", "answered; offered by round_robin", "talking to this caller"),
+    ("some_new_verdict", f"wrap_up after {CALL}", "some new verdict: in wrap-up after a call"),
+])
+def test_why_an_agent_has_not_taken_the_call_is_said_in_words(verdict, detail, said):
+    assert verdict_text({"agent_id": "1001", "verdict": verdict, "detail": detail},
+                        lambda q: NAMES(q) or q) == said
+
+
+def test_a_free_agent_says_its_place_in_line():
+    assert verdict_text({"verdict": "candidate", "detail": "free and qualified; longest_idle key 12", "rank": 2}) == \
+        "free and qualified, next in line (#2)"
+
+
+def test_the_callers_ringing_at_agents_of_a_queue():
+    m = SupervisorModel("9001")
+    ringing = lambda queue, since: {"state": "reserved", "since": since,  # noqa: E731
+                                    "call": {"call_id": "c", "phase": "ringing", "queue": queue}}
+    m.agents = {
+        "1001": {"agent_id": "1001", **ringing("general", waited(3))},
+        "1002": {"agent_id": "1002", **ringing("general", waited(9))},
+        "1003": {"agent_id": "1003", **ringing("sales", waited(5))},
+        "1004": {"agent_id": "1004", "state": "on_call", "since": waited(60),
+                 "call": {"call_id": "d", "phase": "connected", "queue": "general"}},
+        "1005": {"agent_id": "1005", "state": "available"},
+    }
+    assert [a["agent_id"] for a in m.ringing_at("general")] == ["1002", "1001"], "longest ringing first"
+    assert [a["agent_id"] for a in m.ringing_at("sales")] == ["1003"]
+    assert m.ringing_at("vip") == []
