@@ -183,6 +183,9 @@ class ContactCenter:
         self.calls: dict[str, Call] = {}
         self.by_leg: dict[str, str] = {}
         self.by_record: dict[str, str] = {}  # a kept-place callback's record -> its call id
+        # queue_log calls entered and not yet closed -> whether they were connected: every one gets
+        # exactly one closing event, on faults too (see close_queue_log)
+        self._queue_open: dict[str, bool] = {}
         self.phones = {aid: a.phone for aid, a in settings.agents.items()}
         self.last_call_of_agent: dict[str, str] = {}
         # agent -> the conversations they handled that still need a disposition, oldest first
@@ -215,6 +218,17 @@ class ContactCenter:
         if closed:
             log.warning("closed %d interaction(s) left open by the previous run", closed)
         since = self.now() - OWED_LOOKBACK
+        left_open = await self._loop.run_in_executor(self._writer, lambda: self.store.open_queue_calls(since=since))
+        for entry in left_open:  # queue_log: every call that entered a queue ends exactly once
+            self._queue_open[entry["call_id"]] = entry["connected_at"] is not None
+            if entry["connected_at"] is not None:
+                self._qlog(entry["call_id"], entry["queue"], entry["agent_id"], ql.COMPLETECALLER, 0, 0, 1,
+                           extra={"reason": "server_restart"})
+            else:
+                self._qlog(entry["call_id"], entry["queue"], None, ql.ABANDON, 1, 1, 0,
+                           extra={"reason": "server_restart"})
+        if left_open:
+            log.warning("closed %d queue_log call(s) left open by the previous run", len(left_open))
         rows = await self._loop.run_in_executor(self._writer, lambda: self.store.owed_dispositions(since=since))
         for row in rows:
             agent_id = row.pop("agent_id")
@@ -280,6 +294,20 @@ class ContactCenter:
 
     def _qlog(self, call_id: str | None, queue: str | None, agent: str | None, event: str, *data: Any,
               extra: dict[str, Any] | None = None) -> None:
+        if call_id is not None:
+            if event == ql.ENTERQUEUE:
+                if call_id in self._queue_open:
+                    return  # already waiting (a transfer to an agent who became busy): entered once
+                self._queue_open[call_id] = False
+            elif event == ql.CONNECT and call_id in self._queue_open:
+                self._queue_open[call_id] = True
+            if event == ql.CONNECT or event in ql.CLOSING:
+                if call_id not in self._queue_open:
+                    # an agent's own dial (never queued), or a call already closed: no second closing line
+                    log.debug("queue_log: no %s for call %s, which is not in a queue", event, call_id)
+                    return
+                if event != ql.CONNECT:
+                    self._queue_open.pop(call_id, None)
         at = self.now()
         self._write(self.store.log_queue_event, at=at, event=event, queue=queue, call_id=call_id, agent_id=agent,
                     data={"data": [str(d) for d in data], **(extra or {})})
@@ -1019,6 +1047,24 @@ class ContactCenter:
             call.outcome = "failed_worker"
             self._finish(call)
 
+    def _close_queue_log(self, call: Call, reason: str) -> None:
+        """A call still open in queue_log when it ends (worker death, shutdown): one closing event with the reason.
+
+        Connected: ``COMPLETECALLER|hold|talk|1`` (Asterisk has no event for a failure; the reason is in
+        the queue_events row); never connected: ``ABANDON|1|1|wait``.
+        """
+        connected = self._queue_open.get(call.record)
+        if connected is None:
+            return
+        now = self.now()
+        wait = int(((call.answered_at or now) - call.queued_at).total_seconds()) if call.queued_at else 0
+        if connected:
+            talk = int((now - call.answered_at).total_seconds()) if call.answered_at else 0
+            self._qlog(call.record, call.queue, call.agent_id, ql.COMPLETECALLER, wait, talk, 1,
+                       extra={"reason": reason})
+        else:
+            self._qlog(call.record, call.queue, None, ql.ABANDON, 1, 1, wait, extra={"reason": reason})
+
     def _cancel_timers(self, call: Call) -> None:
         for handle in call.timers.values():
             handle.cancel()
@@ -1035,6 +1081,8 @@ class ContactCenter:
         values: dict[str, Any] = {"ended_at": now, "outcome": call.outcome or "ended"}
         if call.session is not None and call.queued_at is None:
             values["ivr_path"] = call.session.path_json()
+        self._close_queue_log(call, call.outcome or "ended")
+        self._close_inbound(call)
         self._write(self.store.update, call.record, **values)
         self.calls.pop(call.call_id, None)
         for leg in (call.leg, call.agent_leg, call.customer_leg):
@@ -1358,6 +1406,7 @@ class ContactCenter:
         call.queued_at = now
         self._write(self.store.update, call.record, queue=queue, queued_at=now)
         self._hold_music(call)
+        self._qlog(call.record, queue, None, ql.ENTERQUEUE, "", call.ani)
         self._acd(acd.DirectCallRequested(call.call_id, name, queue, priority=call.priority, caller=call.ani))
         if call.phase != RINGING:  # the target became busy in between: the caller waits in the queue instead
             log.warning("call %s: transfer to agent %s not offered; queueing in %s", call.call_id, name, queue)

@@ -31,6 +31,10 @@ class ContactStore(Protocol):
                                      attempt_call_id: str | None = None) -> None:
         """Progress of the callback row left on call ``call_id`` (a kept-place callback)."""
 
+    def open_queue_calls(self, *, since: dt.datetime) -> list[dict[str, Any]]:
+        """Calls whose queue events since ``since`` have no closing event (call_id, queue, entered_at,
+        agent_id and connected_at when it was connected)."""
+
     def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
         """Conversations ended since ``since`` with no disposition by their agent (keys as ``OwedDisposition`` + agent_id)."""
 
@@ -123,6 +127,22 @@ class InMemoryContactStore:
                 if attempt_call_id is not None:
                     cb["last_attempt"] = attempt_call_id
                 return
+
+    def open_queue_calls(self, *, since: dt.datetime) -> list[dict[str, Any]]:
+        from callcenter.core.queue_log import CLOSING, CONNECT, ENTERQUEUE
+
+        state: dict[str, dict[str, Any] | None] = {}
+        for event, queue, call_id, agent, _ in self.events:
+            if call_id is None:
+                continue
+            if event == ENTERQUEUE:
+                state[call_id] = {"call_id": call_id, "queue": queue, "entered_at": None, "agent_id": None,
+                                  "connected_at": None}
+            elif event == CONNECT and state.get(call_id):
+                state[call_id].update(agent_id=agent, connected_at=since)
+            elif event in CLOSING:
+                state[call_id] = None
+        return [open_call for open_call in state.values() if open_call]
 
     def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
         owed = []

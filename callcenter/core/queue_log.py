@@ -42,3 +42,7 @@ def line(at: dt.datetime, call_id: str | None, queue: str | None, agent: str | N
               event, *(_field(d) for d in data)]
     return "|".join(fields)
 
+
+CLOSING = frozenset({COMPLETECALLER, COMPLETEAGENT, ABANDON, EXITWITHTIMEOUT, EXITWITHKEY, EXITEMPTY,
+                     BLINDTRANSFER})
+"""Events that end a call in queue_log: each call that entered a queue gets exactly one of them."""

@@ -182,6 +182,30 @@ class SqlInteractionStore:
             result = s.execute(query.values(ended_at=at, outcome=reason))
             return result.rowcount or 0
 
+    def open_queue_calls(self, *, since: dt.datetime) -> list[dict[str, Any]]:
+        """Calls that entered a queue since ``since`` and have no closing queue event after it (a crash)."""
+        from callcenter.core.queue_log import CLOSING, CONNECT, ENTERQUEUE
+
+        entered = (select(QueueEvent.call_id, func.max(QueueEvent.id).label("enter_id"))
+                   .where(QueueEvent.event == ENTERQUEUE, QueueEvent.at >= since, QueueEvent.call_id.is_not(None))
+                   .group_by(QueueEvent.call_id).subquery())
+        closed = (select(QueueEvent.call_id, func.max(QueueEvent.id).label("close_id"))
+                  .where(QueueEvent.event.in_(sorted(CLOSING))).group_by(QueueEvent.call_id).subquery())
+        query = (select(entered.c.call_id, entered.c.enter_id)
+                 .outerjoin(closed, closed.c.call_id == entered.c.call_id)
+                 .where((closed.c.close_id.is_(None)) | (closed.c.close_id < entered.c.enter_id)))
+        out = []
+        with self.db.session() as s:
+            for call_id, enter_id in s.execute(query).all():
+                enter = s.get(QueueEvent, enter_id)
+                connect = s.scalars(select(QueueEvent).where(QueueEvent.call_id == call_id, QueueEvent.id > enter_id,
+                                                             QueueEvent.event == CONNECT)
+                                    .order_by(QueueEvent.id.desc()).limit(1)).first()
+                out.append({"call_id": call_id, "queue": enter.queue, "entered_at": enter.at,
+                            "agent_id": connect.agent_id if connect else None,
+                            "connected_at": connect.at if connect else None})
+        return out
+
     def audit(self, *, actor: str, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
         with self.db.session() as s:
             s.add(AuditEntry(actor=actor, action=action, target=target, details=details or {}))

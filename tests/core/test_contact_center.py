@@ -197,6 +197,8 @@ async def test_worker_death_closes_its_calls_and_frees_agents(h):
     assert row["outcome"] == "failed_worker" and row["ended_at"] is not None
     assert h.cc.engine.agent_state(agent)[0] in ("wrap_up", "available")
     assert not h.cc.calls
+    assert h.store.event_names(h.only_call_id()) == ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
+    assert h.store.events[-1][4]["reason"] == "failed_worker", "queue_log ends once, with the reason"
 
 
 async def idle(h: Harness, rounds: int = 10) -> None:
