@@ -1085,6 +1085,7 @@ class ContactCenter:
         self._close_inbound(call)
         self._write(self.store.update, call.record, **values)
         self.calls.pop(call.call_id, None)
+        self.by_record.pop(call.record, None)
         for leg in (call.leg, call.agent_leg, call.customer_leg):
             if leg:
                 self.by_leg.pop(leg, None)
