@@ -438,6 +438,8 @@ class Center:
             # Callers reach Kamailio; every caller comes from SIPp's one address, so no flood limit.
             sip.update(port=self.front_port, worker_base_port=self.base_port, front_pike_density=0)
         data["database"]["url"] = self.db_url
+        for queue in data["queues"].values():  # the phones have nobody at a desk: a timed wrap-up
+            queue["after_call_work"] = "timed"
         data["ivr"].update(menu_file=str(REPO / "config" / "ivr.toml"), prompts_dir=str(self.root / "prompts"))
         data.setdefault("recording", {})["directory"] = str(self.root / "recordings")
         agents = data["agents"]

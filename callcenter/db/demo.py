@@ -1,7 +1,9 @@
 """Demo data that looks like a real appliance maker's customer base (Chinese and English speakers).
 
 Deterministic for a seed, and idempotent: customers get external ids ``D<seed>-<n>``, so running
-it again adds only the ones not there yet.
+it again adds only the ones not there yet. Customer 0 of a seed is always a VIP with orders and
+customer 1 is always blacklisted, so even a small data set shows both screen pops.
+:func:`demo_callers` picks the numbers the simulated callers of ``callcenter demo-calls`` use.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from faker import Faker
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
 
 from callcenter.db.engine import Database
 from callcenter.db.models import (
@@ -57,6 +59,7 @@ INQUIRIES = [
     "asked about installation date", "asked for invoice copy", "question on energy rating", "trade-in offer",
     "delivery time", "user manual request",
 ]
+ROLES = {0: "vip", 1: "blacklisted"}  # by index within a seed: the pops every demo must be able to show
 COMPLAINTS = ["late delivery", "installer was rude", "charged twice", "wrong model delivered", "repair took too long"]
 DISPOSITION_NOTES = {
     "resolved": ["explained settings", "walked through reset", "confirmed order status"],
@@ -140,7 +143,8 @@ def generate(
                     result.skipped += 1
                     continue
                 order_seq = _one_customer(
-                    session, customer_rng, fakes, external_id, products, agent_ids, queues, codes, now, order_seq, result
+                    session, customer_rng, fakes, external_id, products, agent_ids, queues, codes, now, order_seq,
+                    result, role=ROLES.get(int(external_id.rsplit("-", 1)[1])),
                 )
                 result.customers += 1
         if progress:
@@ -148,11 +152,14 @@ def generate(
     return result
 
 
-def _one_customer(session, rng, fakes, external_id, products, agent_ids, queues, codes, now, order_seq, result) -> int:
+def _one_customer(session, rng, fakes, external_id, products, agent_ids, queues, codes, now, order_seq, result,
+                  role: str | None = None) -> int:
     lang = "zh" if rng.random() < 0.7 else "en"
     fake = fakes[lang]
     fake.seed_instance(rng.randrange(2**31))
     tier = rng.choices(["standard", "silver", "gold", "vip"], weights=[60, 22, 12, 6])[0]
+    if role == "vip":
+        tier = "vip"
     business = rng.random() < 0.25
     customer = Customer(
         external_id=external_id,
@@ -166,7 +173,9 @@ def _one_customer(session, rng, fakes, external_id, products, agent_ids, queues,
         created_at=now - dt.timedelta(days=rng.randint(30, 2000)),
     )
     roll = rng.random()
-    if roll < 0.015:
+    if role == "vip":
+        pass  # a clean record: the VIP pop shows the tier, not a warning
+    elif role == "blacklisted" or roll < 0.015:
         customer.blacklisted = True
         customer.blacklist_reason = rng.choice(["abusive to agents", "fraudulent warranty claims", "chargeback fraud"])
     elif roll < 0.04:
@@ -188,7 +197,8 @@ def _one_customer(session, rng, fakes, external_id, products, agent_ids, queues,
     session.add(customer)
 
     items: list[OrderItem] = []
-    for _ in range(rng.choices([0, 1, 2, 3, 5, 8], weights=[10, 35, 25, 15, 10, 5])[0]):
+    orders = rng.choices([0, 1, 2, 3, 5, 8], weights=[10, 35, 25, 15, 10, 5])[0]
+    for _ in range(max(orders, 2) if role == "vip" else orders):
         ordered = now - dt.timedelta(days=rng.randint(1, 1500), minutes=rng.randint(0, 1440))
         order = Order(
             order_number=f"SO{order_seq:08d}",
@@ -290,3 +300,76 @@ def _one_customer(session, rng, fakes, external_id, products, agent_ids, queues,
         )
         result.callbacks += 1
     return order_seq
+
+
+@dataclass(frozen=True)
+class DemoCaller:
+    """A number a simulated caller presents, with the name the network shows (None: no name)."""
+
+    number: str
+    name: str | None
+    kind: str  # history (orders and cases or contacts), vip, blacklisted, unknown
+
+
+@dataclass
+class DemoCallers:
+    history: list[DemoCaller]
+    vip: DemoCaller | None
+    blacklisted: DemoCaller | None
+    unknown: list[DemoCaller]
+
+
+def demo_callers(db: Database, *, seed: int = 42, known: int = 48, unknown: int = 12,
+                 candidates: int = 600) -> DemoCallers:
+    """Numbers for simulated callers, so that their screen pops show real customers.
+
+    Known callers are customers with orders (so warranties) and an open case or earlier
+    contacts, one VIP and one blacklisted customer; only numbers that belong to one customer are
+    used, so the pop is that customer's 360 rather than a choice. Unknown numbers are mobile
+    numbers no customer has. The same database and seed give the same callers.
+    """
+    rng = random.Random(f"demo-callers:{seed}")
+    owners = func.count(func.distinct(PhoneNumber.customer_id))
+    single = select(PhoneNumber.e164).group_by(PhoneNumber.e164).having(owners == 1)
+    has_orders = exists().where(Order.customer_id == Customer.id)
+    open_case = exists().where(Case.customer_id == Customer.id, Case.status.in_(("open", "pending")))
+    contacted = exists().where(Interaction.customer_id == Customer.id)
+
+    def pick(session, *where, limit: int) -> list[tuple[str, str]]:
+        """(number, name) of the first ``limit`` matching customers, one number each, oldest customer first."""
+        rows = session.execute(
+            select(Customer.id, PhoneNumber.e164, Customer.name)
+            .join(PhoneNumber, PhoneNumber.customer_id == Customer.id)
+            .where(PhoneNumber.e164.in_(single), *where)
+            .order_by(Customer.id, PhoneNumber.id).limit(limit * 3)
+        ).all()
+        seen: dict[int, tuple[str, str]] = {}
+        for customer_id, number, name in rows:
+            seen.setdefault(customer_id, (number, name))
+        return list(seen.values())[:limit]
+
+    with db.session() as session:
+        clean = (~Customer.blacklisted,)
+        with_case = pick(session, *clean, has_orders, open_case, limit=candidates)
+        with_contacts = pick(session, *clean, has_orders, ~open_case, contacted, limit=candidates)
+        vip = pick(session, *clean, Customer.tier == "vip", has_orders, limit=1)
+        bad = pick(session, Customer.blacklisted, limit=1)
+        rng.shuffle(with_case)
+        rng.shuffle(with_contacts)
+        half = with_case[:known // 2]  # half with an open case, when there are that many
+        rich = half + (with_contacts + with_case[len(half):])[:known - len(half)]
+        rng.shuffle(rich)
+        history = [DemoCaller(number, name, "history") for number, name in rich]
+        fresh: list[str] = []
+        while len(fresh) < unknown:
+            drawn = (normalize(f"+861{rng.choice('3589')}{rng.randrange(10**9):09d}", "CN")
+                     for _ in range(unknown * 2))
+            batch = [p.e164 for p in drawn if p is not None and p.kind == "mobile"]
+            taken = set(session.scalars(select(PhoneNumber.e164).where(PhoneNumber.e164.in_(batch))))
+            fresh += [n for n in dict.fromkeys(batch) if n not in taken and n not in fresh]
+    return DemoCallers(
+        history=history,
+        vip=DemoCaller(vip[0][0], vip[0][1], "vip") if vip else None,
+        blacklisted=DemoCaller(bad[0][0], bad[0][1], "blacklisted") if bad else None,
+        unknown=[DemoCaller(n, None, "unknown") for n in fresh[:unknown]],
+    )

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from callcenter.config import load
 from callcenter.db.customers import load_profile
 from callcenter.db.agents import sync_agents
-from callcenter.db.demo import generate
+from callcenter.db.demo import demo_callers, generate
 from callcenter.db.models import Callback, Case, Customer, Disposition, Interaction, OrderItem, PhoneNumber
 from tests.conftest import SAMPLE_CONFIG
 
@@ -95,3 +95,34 @@ def test_every_command_has_help(sqlite_cli):
                     ["customers", "show", "--help"], ["demo-data", "--help"], ["overview", "--help"]):
         result = sqlite_cli(*command)
         assert result.code == 0 and "Usage" in result.out, command
+
+
+def test_every_seed_has_a_vip_and_a_blacklisted_customer_with_a_number(migrated_db):
+    generate(migrated_db, 2, seed=11, now=NOW)
+    with migrated_db.session() as s:
+        first, second = s.scalars(select(Customer).order_by(Customer.external_id)).all()
+        assert first.tier == "vip" and not first.blacklisted and first.phones and len(first.orders) >= 2
+        assert second.blacklisted and second.blacklist_reason and second.phones
+
+
+def test_demo_callers_are_customers_with_history_and_numbers_nobody_has(migrated_db):
+    settings = load(SAMPLE_CONFIG, environ={}).settings
+    sync_agents(migrated_db, settings.agents)
+    generate(migrated_db, 150, seed=4, now=NOW, agent_ids=["1001"], queues=list(settings.queues),
+             dispositions=list(settings.dispositions))
+    callers = demo_callers(migrated_db, seed=4, known=20, unknown=6)
+    assert callers == demo_callers(migrated_db, seed=4, known=20, unknown=6), "same data and seed, same callers"
+    assert len(callers.history) == 20 and len(callers.unknown) == 6
+    with migrated_db.session() as s:
+        def owners(number):
+            return s.scalars(select(PhoneNumber.customer_id).where(PhoneNumber.e164 == number)).all()
+
+        for caller in callers.history:
+            (owner,) = owners(caller.number)  # one customer: the pop is their 360, not a choice
+            customer = s.get(Customer, owner)
+            assert customer.name == caller.name and customer.orders and not customer.blacklisted
+            assert any(c.status != "closed" for c in customer.cases) or s.scalar(
+                select(func.count()).where(Interaction.customer_id == owner))
+        assert s.get(Customer, owners(callers.vip.number)[0]).tier == "vip"
+        assert s.get(Customer, owners(callers.blacklisted.number)[0]).blacklisted
+        assert all(not owners(c.number) and c.name is None and c.number.startswith("+861") for c in callers.unknown)

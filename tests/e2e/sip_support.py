@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,9 @@ SCENARIOS = REPO / "callcenter" / "scenarios"
 AGENT_SCENARIOS = REPO / "tests" / "telephony" / "scenarios"
 LOOPBACK = REPO / "config" / "loopback.toml"
 DTMF = Path("/usr/share/sip-tester")
+# The loopback center keeps agents in wrap-up until a disposition is saved; these servers' phones
+# have nobody at a desk, so their agents wrap up for loopback.toml's wrapup_seconds instead.
+TIMED_WRAP_UP = {f"queues.{queue}.after_call_work": "timed" for queue in tomllib.loads(LOOPBACK.read_text())["queues"]}
 
 
 def sipp_binary() -> str:
@@ -83,6 +87,7 @@ class Server:
         }
         for agent, port in self.agent_ports.items():
             sets[f"agents.{agent}.phone"] = f"sip:{agent}@127.0.0.1:{port}"
+        sets.update(TIMED_WRAP_UP)
         out = [sys.executable, "-m", "callcenter", "--config", str(LOOPBACK)]
         for key, value in sets.items():
             out += ["--set", f"{key}={value}"]

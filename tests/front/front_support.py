@@ -374,6 +374,8 @@ def settings_tree(*, port: int, worker_base_port: int, prompts: Path, database_u
         **sip,
     })
     tree["database"]["url"] = database_url
+    for queue in tree["queues"].values():  # phones with nobody at a desk: timed wrap-up, not until disposed
+        queue["after_call_work"] = "timed"
     tree["ivr"].update({"prompts_dir": str(prompts), "menu_file": str(REPO / "config" / "ivr.toml")})
     tree["cti"]["listen"] = f"ws://127.0.0.1:{free_block(1)}"
     template = tree["agents"]["1001"]
