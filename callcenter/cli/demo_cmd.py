@@ -84,7 +84,7 @@ def overview_cmd(ctx: typer.Context) -> None:
         skills = ", ".join(f"{k}≥{v}" for k, v in q.required_skills.items()) or "—"
         queues.add_row(
             qid, q.name, q.strategy, f"{q.service_level_target:.0%} in {q.service_level_seconds}s",
-            f"{q.wrapup_seconds}s", f"{q.ring_timeout_seconds}s", skills, overflow, str(members),
+            _after_call_work(q), f"{q.ring_timeout_seconds}s", skills, overflow, str(members),
         )
     console.print(queues)
 
@@ -141,3 +141,15 @@ def hash_pin_cmd(
         raise CallCenterError("a PIN is 4 to 12 digits (agents type it on a phone keypad too)")
     console.print(hash_pin(pin), highlight=False, soft_wrap=True)
 
+
+def _after_call_work(queue) -> str:
+    """The queue's wrap-up as people read it: how long, or what ends it."""
+    mode = queue.after_call_work
+    if mode == "until_disposed":
+        return "until disposed"
+    if mode == "optional":
+        return "none"
+    if mode == "timed_extendable":
+        return (f"{queue.wrapup_seconds}s +{queue.wrapup_extension_seconds}s"
+                f"×{queue.wrapup_max_extensions}")
+    return f"{queue.wrapup_seconds}s"
