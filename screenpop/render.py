@@ -44,6 +44,16 @@ def money(amount: Decimal, currency: str = "CNY") -> str:
     return f"{symbol}{amount:,.2f}"
 
 
+def _at(title: str, zone: dt.tzinfo | None, moment: dt.datetime) -> str:
+    """A column of times says its zone once (``When (CST)``): the center's time, not the reader's."""
+    if zone is None:
+        return title
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    name = moment.astimezone(zone).tzname()
+    return f"{title} ({name})" if name else title
+
+
 def _when(value: dt.datetime | None, zone: dt.tzinfo | None) -> str:
     if value is None:
         return "—"
@@ -141,7 +151,7 @@ def render_profile(
 
     if profile.cases:
         cases = Table(title="Cases", box=box.SIMPLE_HEAD, expand=True, title_justify="left")
-        for column in ("#", "Kind", "Status", "Opened", "Summary"):
+        for column in ("#", "Kind", "Status", _at("Opened", zone, now), "Summary"):
             cases.add_column(column)
         ordered = sorted(profile.cases, key=lambda c: (c.status == "closed", -c.opened_at.timestamp()))
         for case in ordered[:max_rows]:
@@ -154,7 +164,7 @@ def render_profile(
 
     if profile.contacts:
         history = Table(title="Last contacts", box=box.SIMPLE_HEAD, expand=True, title_justify="left")
-        for column in ("When", "Dir", "Queue", "Agent", "Outcome", "Disposition", "Notes"):
+        for column in (_at("When", zone, now), "Dir", "Queue", "Agent", "Outcome", "Disposition", "Notes"):
             history.add_column(column)
         for contact in profile.contacts[:max_rows]:
             history.add_row(
@@ -167,7 +177,7 @@ def render_profile(
     pending = [c for c in profile.callbacks if c.status in ("pending", "scheduled", "in_progress")]
     if pending:
         callbacks = Table(title="Pending callbacks", box=box.SIMPLE_HEAD, expand=True, title_justify="left")
-        for column in ("#", "Number", "Due", "Owner", "Attempts", "Status"):
+        for column in ("#", "Number", _at("Due", zone, now), "Owner", "Attempts", "Status"):
             callbacks.add_column(column)
         for cb in pending[:max_rows]:
             overdue = (cb.due_until or cb.due_from) < now
@@ -242,9 +252,9 @@ def render_candidates(candidates: tuple[CustomerCandidate, ...] | list[CustomerC
     return table
 
 
-def _history(contacts, zone: dt.tzinfo | None, title: str) -> Table:
+def _history(contacts, zone: dt.tzinfo | None, title: str, now: dt.datetime) -> Table:
     history = Table(title=title, box=box.SIMPLE_HEAD, expand=True, title_justify="left")
-    for column in ("When", "Dir", "Queue", "Agent", "Outcome", "Disposition", "Notes"):
+    for column in (_at("When", zone, now), "Dir", "Queue", "Agent", "Outcome", "Disposition", "Notes"):
         history.add_column(column)
     for contact in contacts:
         history.add_row(
@@ -288,12 +298,12 @@ def render_pop(
                               style="bold"))
             title, border = "New contact", "green"
         if pop.number_history:
-            inner.append(_history(pop.number_history[:max_rows], zone, "Earlier contacts from this number"))
+            inner.append(_history(pop.number_history[:max_rows], zone, "Earlier contacts from this number", now))
         pending = [c for c in pop.number_callbacks if c.status in ("pending", "scheduled", "in_progress")]
         if pending:
             callbacks = Table(title="Pending callbacks to this number", box=box.SIMPLE_HEAD, expand=True,
                               title_justify="left")
-            for column in ("#", "Due", "Owner", "Status"):
+            for column in ("#", _at("Due", zone, now), "Owner", "Status"):
                 callbacks.add_column(column)
             for cb in pending[:max_rows]:
                 callbacks.add_row(str(cb.callback_id), _when(cb.due_from, zone), safe_text(cb.owner or "anyone"),
@@ -309,7 +319,8 @@ _URGENCY_STYLE = {"overdue": "bold red", "due": "bold yellow", "later": ""}
 def render_callbacks(callbacks, *, now: dt.datetime, region: str = "CN", zone: dt.tzinfo | None = None) -> RenderableType:
     """An agent's callbacks, most urgent first (the CLI and tests; the console uses a table widget)."""
     table = Table(title="My callbacks", box=box.SIMPLE_HEAD, expand=True, title_justify="left")
-    for column in ("#", "Due", "Until", "Customer", "Number", "Owner", "Tries", "State"):
+    for column in ("#", _at("Due", zone, now), _at("Until", zone, now), "Customer", "Number", "Owner", "Tries",
+                   "State"):
         table.add_column(column)
     for cb in callbacks:
         urgency = cb.urgency(now)
