@@ -24,6 +24,8 @@ HARD_FRAME_BYTES = 1024 * 1024
 """Frames above this are not read at all: the connection is closed with status 1009."""
 MAX_ID_CHARS = 64
 MAX_NOTE_CHARS = 4000
+MAX_INT = 2**63 - 1
+"""The largest integer any field takes (and ``-MAX_INT - 1`` the smallest): SQL BIGINT holds no more."""
 
 # ----------------------------------------------------------------------------- error codes
 
@@ -55,6 +57,8 @@ CLOSE_SLOW_CONSUMER = 4002   # the console did not read its events fast enough
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _SIP_URI = re.compile(r"^sips?:[^\s@]+@[^\s]+$")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL (PostgreSQL refuses it in text) and unpaired surrogates (JSON lets ``\\ud800`` in; UTF-8 has no form for it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +68,21 @@ class Field:
     max_chars: int | None = None
     minimum: int | None = None
     maximum: int | None = None
+    fields: dict[str, Field] | None = None
+    """For an object: the spec of its fields, checked like the request's own."""
 
 
-def _f(kind, required=False, max_chars=None, minimum=None, maximum=None) -> Field:
-    return Field(kind, required, max_chars, minimum, maximum)
+def _f(kind, required=False, max_chars=None, minimum=None, maximum=None, fields=None) -> Field:
+    return Field(kind, required, max_chars, minimum, maximum, fields)
 
 
 _CALL_ID = _f(str, max_chars=128)
 _OWN_AGENT = _f(str, max_chars=32)
+
+CALLBACK_FIELDS: dict[str, Field] = {
+    "number": _f(str, True, 64), "due_from": _f(str, True, 40), "due_until": _f(str, max_chars=40),
+    "owner": _f(str, max_chars=8), "notes": _f(str, max_chars=MAX_NOTE_CHARS),
+}
 
 REQUESTS: dict[str, dict[str, Field]] = {
     "login": {"agent_id": _f(str, True, 32), "pin": _f(str, True, 64), "protocol": _f(int, True, minimum=1),
@@ -92,7 +103,7 @@ REQUESTS: dict[str, dict[str, Field]] = {
     "call.notes": {"call_id": _f(str, True, 128), "text": _f(str, True, MAX_NOTE_CHARS), "agent_id": _OWN_AGENT},
     "call.dial": {"number": _f(str, False, 64), "callback_id": _f(int, minimum=1), "agent_id": _OWN_AGENT},
     "disposition.save": {"call_id": _f(str, True, 128), "code": _f(str, True, 32), "notes": _f(str, max_chars=MAX_NOTE_CHARS),
-                         "callback": _f(dict), "end_wrap_up": _f(bool), "agent_id": _OWN_AGENT},
+                         "callback": _f(dict, fields=CALLBACK_FIELDS), "end_wrap_up": _f(bool), "agent_id": _OWN_AGENT},
     "customer.search": {"query": _f(str, True, 100), "limit": _f(int, minimum=1, maximum=50)},
     "customer.get": {"customer_id": _f(int, True, minimum=1)},
     "customer.link": {"call_id": _f(str, True, 128), "customer_id": _f(int, True, minimum=1), "agent_id": _OWN_AGENT},
@@ -107,11 +118,6 @@ REQUESTS: dict[str, dict[str, Field]] = {
     "queue.detail": {"queue": _f(str, True, 32), "limit": _f(int, minimum=1, maximum=500)},
     "agent.force_state": {"agent_id": _f(str, True, 32), "state": _f(str, True, 16), "reason": _f(str, max_chars=64)},
     "agent.set_skills": {"agent_id": _f(str, True, 32), "skills": _f(dict, True)},
-}
-
-CALLBACK_FIELDS: dict[str, Field] = {
-    "number": _f(str, True, 64), "due_from": _f(str, True, 40), "due_until": _f(str, max_chars=40),
-    "owner": _f(str, max_chars=8), "notes": _f(str, max_chars=MAX_NOTE_CHARS),
 }
 
 PUBLIC_REQUESTS = frozenset({"login", "ping"})
@@ -146,7 +152,12 @@ class ProtocolError(Exception):
 
 
 def check_fields(values: dict[str, Any], spec: dict[str, Field], where: str) -> None:
-    """Raise ``bad_request`` unless every field of ``spec`` is present (when required) and well-formed."""
+    """Raise ``bad_request`` unless every field of ``spec`` is present (when required) and well-formed.
+
+    Handlers then use the values as they are: whatever reaches them fits the database and the
+    call flow (types, ranges, lengths, storable text), so a malformed request is answered here,
+    naming its field, and never fails deeper down as ``internal``.
+    """
     for name, field in spec.items():
         value = values.get(name)
         if value is None:
@@ -158,15 +169,40 @@ def check_fields(values: dict[str, Any], spec: dict[str, Field], where: str) -> 
             raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' must be {_kind_name(kinds)}")
         if not isinstance(value, kinds):
             raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' must be {_kind_name(kinds)}")
+        if not _storable(value):
+            raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' contains NUL or an unpaired surrogate")
         if field.max_chars is not None and isinstance(value, str) and len(value) > field.max_chars:
             raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' is longer than {field.max_chars} characters")
         if isinstance(value, str) and field.required and not value.strip():
             raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' is empty")
         if isinstance(value, int) and not isinstance(value, bool):
-            if field.minimum is not None and value < field.minimum:
-                raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' must be at least {field.minimum}")
-            if field.maximum is not None and value > field.maximum:
-                raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' must be at most {field.maximum}")
+            minimum = -MAX_INT - 1 if field.minimum is None else field.minimum
+            if value < minimum:
+                raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' must be at least {minimum}")
+            maximum = MAX_INT if field.maximum is None else field.maximum
+            if value > maximum:
+                raise ProtocolError(BAD_REQUEST, f"{where}: '{name}' must be at most {maximum}")
+        if field.fields is not None and isinstance(value, dict):
+            check_fields(value, field.fields, f"{where} {name}")
+
+
+def _storable(value: Any) -> bool:
+    """No string anywhere in ``value`` (an object's keys too) has a character no database can store.
+
+    Walked with a stack, not recursion: JSON nested close to the parser's limit must not raise here.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item) is not None:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:

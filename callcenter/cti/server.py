@@ -33,10 +33,9 @@ from websockets.exceptions import ConnectionClosed
 from callcenter import __version__
 from callcenter.config import Settings
 from callcenter.cti import protocol as p
-from callcenter.cti.auth import DUMMY_PIN_HASH, LoginLimiter, LoginPolicy
+from callcenter.cti.auth import DUMMY_PIN_HASH, LoginLimiter, LoginPolicy, check_pin
 from callcenter.cti.errors import CtiServerError
 from callcenter.cti.supervision import SupervisorFeed
-from callcenter.security import verify_pin
 from screenpop.numbers import normalize
 from screenpop.pop import CallContext
 from screenpop.wire import to_wire
@@ -218,7 +217,7 @@ class CtiServer:
             log.info("cti.certificate is set: serving wss:// on %s:%s", host, port)
         try:
             self._server = await serve(
-                self._handle, host, port, ssl=self._ssl, max_size=p.HARD_FRAME_BYTES, max_queue=64,
+                self._handle, host, port, ssl=self._ssl, max_size=p.HARD_FRAME_BYTES, max_queue=8,
                 ping_interval=20, ping_timeout=20, close_timeout=5, compression=None,
                 server_header=f"callcenter/{__version__}",
             )
@@ -352,6 +351,7 @@ class CtiServer:
     def _forget(self, session: _Session) -> None:
         session.closing = True
         self._sessions.discard(session)
+        self.limiter.maybe_prune(self.monotonic())  # keys of failed logins go once their window is over
         self._supervisors.discard(session)
         if session.agent_id and self._agents.get(session.agent_id) is session:
             del self._agents[session.agent_id]
@@ -444,17 +444,23 @@ class CtiServer:
             raise p.ProtocolError(p.UNSUPPORTED_PROTOCOL, f"protocol {version} is not supported",
                                   supported=list(p.SUPPORTED_VERSIONS))
         agent_id = message["agent_id"]
-        now = self.monotonic()
         keys = (f"agent:{agent_id}", f"addr:{session.address}")
-        wait = max(self.limiter.retry_after(key, now) for key in keys)
+        # The slot is taken before the first await: parallel guesses cannot all be checked before one fails.
+        now = self.monotonic()
+        wait = self.limiter.acquire(keys, now)
         if wait > 0:
-            log.warning("CTI login for agent %r from %s refused: locked for %.0fs after repeated wrong PINs",
-                        agent_id, session.address, wait)
+            locked = any(self.limiter.retry_after(key, now) > 0 for key in keys)
+            log.warning("CTI login for agent %r from %s refused: %s", agent_id, session.address,
+                        f"locked for {wait:.0f}s after repeated wrong PINs" if locked else
+                        "as many PIN checks under way as failures are allowed")
             raise p.ProtocolError(p.RATE_LIMITED, f"too many failed logins; try again in {wait:.0f} s",
                                   retry_after=round(wait, 1))
         agent = self.settings.agents.get(agent_id)
         stored = agent.pin_hash if agent is not None else DUMMY_PIN_HASH
-        good = await asyncio.to_thread(verify_pin, message["pin"], stored)
+        try:
+            good = await check_pin(message["pin"], stored)
+        finally:
+            self.limiter.release(keys, self.monotonic())
         if not good or agent is None:
             locked = max(self.limiter.failure(key, self.monotonic()) for key in keys)
             session.failed_logins += 1
