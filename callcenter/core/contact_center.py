@@ -27,6 +27,7 @@ from acd import AcdEngine, AcdSettings
 from acd.settings import normalize_skills
 from callcenter.config import Settings
 from callcenter.core import queue_log as ql
+from callcenter.logsafe import log_safe
 from callcenter.core.ports import ContactStore, Notifier, NullNotifier, QueueLogSink
 from callcenter.telephony import protocol as tp
 from ivr.ports import SelfServicePort, run_lookup
@@ -742,8 +743,8 @@ class ContactCenter:
         host = self._source_host(event)
         if not self._allowed(host):
             self.counters["refused_source"] += 1
-            log.warning("refused call from %s (not in sip.trunk_allow): ani=%r dnis=%r", host or "unknown",
-                        event.ani, event.dnis)
+            log.warning("refused call from %s (not in sip.trunk_allow): ani=%s dnis=%s", log_safe(host or "unknown"),
+                        log_safe(event.ani, 80), log_safe(event.dnis, 80))
             self._send(tp.RejectCall(leg=event.leg, status=403, reason="Forbidden"))
             return
         number = normalize(event.ani, self.settings.center.default_region, strict=False)
@@ -886,8 +887,8 @@ class ContactCenter:
                     self._end_dial(call, "agent_no_answer", f"agent {agent} did not answer ({event.status})")
         elif event.leg == call.customer_leg:
             call.customer_leg = None
-            log.warning("callback %s to %s failed: %s %s", call.call_id, call.callback_number, event.status,
-                        event.reason)
+            log.warning("callback %s to %s failed: %s %s", call.call_id, log_safe(call.callback_number, 80),
+                        event.status, log_safe(event.reason, 120))
             call.outcome = f"callback_failed_{event.status}"
             self._callback_result(call, "pending", f"not reached on call {call.call_id}: {event.status} {event.reason}")
             self._callback_progress(call, "pending", f"not reached on call {call.record}: {event.status} {event.reason}")
@@ -897,7 +898,8 @@ class ContactCenter:
                 self._finish(call)
 
     def _on_CommandFailed(self, event: tp.CommandFailed) -> None:
-        log.warning("telephony command %s (%s) failed: %s", event.command, event.command_id, event.reason)
+        log.warning("telephony command %s (%s) failed: %s", event.command, event.command_id,
+                    log_safe(event.reason, 200))
         call = self._call_of_leg(event.leg) if event.leg else None
         if call is None:
             return
@@ -920,7 +922,7 @@ class ContactCenter:
         call.agent_leg = None
         self._qlog(call.record, call.queue, agent, ql.RINGCANCELED, 0, extra={"reason": f"not dialled: {reason}"})
         log.warning("call %s: the offer to agent %s could not be dialled (%s); trying again", call.call_id, agent,
-                    reason)
+                    log_safe(reason, 120))
 
         def retry() -> None:
             current = self.calls.get(call.call_id)
@@ -1472,7 +1474,8 @@ class ContactCenter:
         if callback_id is not None:
             self._write(self.store.callback_progress, callback_id, status="in_progress", attempt=True,
                         call_id=call.call_id, result=f"dialled on call {call.call_id} by agent {agent_id}")
-        log.info("agent %s dials %s (callback %s) on call %s", agent_id, number, callback_id, call.call_id)
+        log.info("agent %s dials %s (callback %s) on call %s", agent_id, log_safe(number, 80), callback_id,
+                 call.call_id)
         return True
 
     def _callback_result(self, call: Call, status: str, result: str) -> None:

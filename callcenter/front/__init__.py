@@ -1,7 +1,8 @@
 """The SIP front: Kamailio in front of the media workers, configured from ours and supervised.
 
 - :mod:`callcenter.front.plan` (pure): :class:`FrontPlan` and the generated ``kamailio.cfg`` and
-  dispatcher list; the parser of the reports Kamailio writes on stderr.
+  dispatcher list; the parsers of the reports and counters the routing script keeps for the
+  supervisor.
 - :mod:`callcenter.front.kamailio` (asyncio): :class:`KamailioFront`, the supervised Kamailio
   child process, kept in step with the worker pool.
 
@@ -9,9 +10,13 @@ See docs/sip-front.md.
 """
 
 from callcenter.front.kamailio import INSTALL_HINT, FrontError, KamailioFront, blocked_call, find_kamailio, resolve_front
-from callcenter.front.plan import SOURCE_HEADER, Destination, FrontPlan, FrontReport, dispatcher_list, kamailio_cfg, parse_log_line
+from callcenter.front.plan import (
+    MAX_MESSAGE, SOURCE_HEADER, Destination, FrontPlan, FrontReport, dispatcher_list, kamailio_cfg, parse_counters,
+    parse_report,
+)
 
 __all__ = [
-    "INSTALL_HINT", "SOURCE_HEADER", "Destination", "FrontError", "FrontPlan", "FrontReport", "KamailioFront",
-    "blocked_call", "dispatcher_list", "find_kamailio", "kamailio_cfg", "parse_log_line", "resolve_front",
+    "INSTALL_HINT", "MAX_MESSAGE", "SOURCE_HEADER", "Destination", "FrontError", "FrontPlan", "FrontReport",
+    "KamailioFront", "blocked_call", "dispatcher_list", "find_kamailio", "kamailio_cfg", "parse_counters",
+    "parse_report", "resolve_front",
 ]

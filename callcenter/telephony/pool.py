@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from callcenter.logsafe import log_safe
 from callcenter.telephony import protocol as p
 from callcenter.telephony.admission import LegBudget
 
@@ -352,7 +353,7 @@ class WorkerPool:
             try:
                 event = p.decode(line)
             except p.ProtocolError as exc:
-                log.error("%s: bad event line: %s", w.name, exc)
+                log.error("%s: bad event line: %s", w.name, log_safe(exc))
                 continue
             if not isinstance(event, p.Event) or isinstance(event, p.WorkerDied):
                 log.error("%s: unexpected message %s", w.name, type(event).__name__)
@@ -399,7 +400,7 @@ class WorkerPool:
                 continue
             if not line:
                 return
-            text = line.decode("utf-8", "replace").rstrip()
+            text = log_safe(line.rstrip(b"\r\n"))  # pjsip quotes packets it cannot parse
             w.stderr_tail.append(text)
             wlog.info("%s", text)
 

@@ -1,9 +1,10 @@
-"""The generated Kamailio configuration (key lines), the reports read back from its log, how
-``sip.front`` is resolved, and the control process's allow-list behind the front."""
+"""The generated Kamailio configuration (key lines), the reports read back from its queues, how
+``sip.front`` is resolved, the run folders, and the control process's allow-list behind the front."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,7 +15,8 @@ from callcenter.config import load
 from callcenter.core.contact_center import ContactCenter
 from callcenter.core.ports import InMemoryContactStore
 from callcenter.front import (
-    Destination, FrontError, FrontPlan, blocked_call, dispatcher_list, kamailio_cfg, parse_log_line, resolve_front,
+    Destination, FrontError, FrontPlan, blocked_call, dispatcher_list, kamailio_cfg, parse_counters, parse_report,
+    resolve_front,
 )
 from callcenter.front import kamailio as front_kamailio
 from callcenter.prompts import load_menu
@@ -82,19 +84,54 @@ def test_config_keeps_the_load_bookkeeping_of_algorithm_10(tmp_path):
     assert failure.count("ds_load_unset();") == 3  # cancelled, given up, any other final failure
     assert 't_check_status("408|486|488|5[0-9][0-9]")' in failure
     # ds_next_dst() only when another destination exists (else the load could not be released)
-    guard = failure.index("if ($xavp(_dsdst_[1]=>uri) != $null) {")
-    assert guard < failure.index("if (ds_next_dst()) {") < failure.index("ds_load_unset();\n\t\txlog")
-    # down or full: inactive until probing says otherwise (else, having shed its load, it draws every call)
-    assert 'if ((t_branch_timeout() && !t_branch_replied()) || t_check_status("486|5[0-9][0-9]")) {' in failure
+    guard = failure.index("if ($var(give_up) == 0 && $xavp(_dsdst_[1]=>uri) != $null) {")
+    assert guard < failure.index("if (ds_next_dst()) {") < failure.index("ds_load_unset();\n\t\tif (t_check_status")
+    # full or failing: inactive until probing says otherwise (else, having shed its load, it draws every call)
+    assert '} else if (t_check_status("486|5[0-9][0-9]")) {' in failure
     assert failure.index('ds_mark_dst("ip");') < failure.index("if (ds_next_dst()) {")
+    # no answer at all: never marked (a caller could send what no worker reads), one failover at most
+    silent = failure[failure.index("if (t_branch_timeout() && !t_branch_replied()) {"):failure.index("} else if")]
+    assert "ds_mark_dst" not in silent and "$var(give_up) = 1;" in silent and "$avp(cc_silent) = 1;" in silent
 
 
 def test_config_answers_503_with_retry_after_when_no_worker_has_room(tmp_path):
     text = kamailio_cfg(plan(tmp_path, retry_after=7))
     dispatch = text[text.index("route[DISPATCH]"):text.index("route[RELAY]")]
     assert 'append_to_reply("Retry-After: 7\\r\\n");' in dispatch and 't_reply("503", "Service Unavailable");' in dispatch
-    assert "CCFRONT blocked reason=full" in dispatch
-    assert "CCFRONT blocked reason=exhausted" in text[text.index("failure_route[FAILOVER]"):]
+    assert 'mq_add("ccfront_calls", "blocked", "reason=full ci=$(ci{s.encode.hexa}) ' in dispatch
+    failure = text[text.index("failure_route[FAILOVER]"):]
+    # only workers that were full make a blocked call; any other end is the call's own failure
+    full = failure[failure.index('if (t_check_status("486|503")) {'):failure.index("} else {")]
+    assert 'mq_add("ccfront_calls", "blocked", "reason=exhausted status=$T_reply_code' in full
+    assert 't_reply("503", "Service Unavailable");' in full
+    assert 'mq_add("ccfront_calls", "failed", "status=$T_reply_code' in failure[failure.index("} else {"):]
+
+
+def test_reports_go_to_queues_never_to_the_log(tmp_path):
+    text = kamailio_cfg(plan(tmp_path))
+    assert "xlog" not in text and "CCFRONT" not in text
+    assert 'modparam("mqueue", "mqueue", "name=ccfront_calls;size=10000")' in text
+    for event in ("forbidden", "malformed", "too_large"):
+        assert f'modparam("statistics", "variable", "ccfront_{event}")' in text
+        assert f'update_stat("ccfront_{event}", "+1");' in text
+    assert 'modparam("mqueue", "mqueue", "name=ccfront_events;size=10000")' in text
+    assert 'modparam("jsonrpcs", "dgram_mode", 0600)' in text  # fetched only through the private socket
+    assert "exit_timeout=2" in text
+
+
+def test_config_answers_513_to_what_a_worker_could_not_read(tmp_path):
+    text = kamailio_cfg(plan(tmp_path, max_message=3000))
+    reqinit = text[text.index("route[REQINIT]"):text.index("route[WITHINDLG]")]
+    order = [reqinit.index(x) for x in ("is_in_subnet", 'if ($ml > 3000 && !ds_is_from_list("1")) {',
+                                        "sanity_check(")]
+    assert order == sorted(order)
+    assert 'sl_send_reply("513", "Message Too Large");' in reqinit
+    dispatch = text[text.index("route[DISPATCH]"):text.index("route[RELAY]")]
+    # the From tag is copied into the Record-Route: beyond 100 characters it counts twice; an INVITE
+    # without an offer gets the worker's full offer in the answer
+    check = dispatch.index("if ($ml + $(ft{s.len}) > 3100\n\t\t\t|| (!has_body() && $ml > 2300)) {")
+    assert check < dispatch.index("record_route();")
+    assert 'update_stat("ccfront_too_large", "+1");' in dispatch
 
 
 def test_config_checks_sources_pike_sanity_and_marks_the_callers_address(tmp_path):
@@ -158,9 +195,8 @@ def test_kamailio_accepts_the_generated_configuration(tmp_path):
 
 
 def test_reports_are_parsed_and_network_values_decoded():
-    line = (' 3(4242) NOTICE: <script>: CCFRONT blocked reason=full ci=31323340782e6f7267 '
-            'ani=3c7363726970743e20e69d8e dnis=34303030 src=203.0.113.9:5060')
-    report = parse_log_line(line)
+    report = parse_report("blocked", "reason=full ci=31323340782e6f7267 ani=3c7363726970743e20e69d8e dnis=34303030 "
+                                     "src=203.0.113.9:5060")
     assert report.event == "blocked"
     assert report.fields == {"reason": "full", "ci": "123@x.org", "ani": "<script> 李", "dnis": "4000",
                              "src": "203.0.113.9:5060"}
@@ -171,17 +207,43 @@ def test_reports_are_parsed_and_network_values_decoded():
     assert "all workers full" in event.reason
 
 
-def test_a_forged_report_inside_a_value_cannot_add_fields():
-    # Values from the network are hex in the script's lines, so spaces or '=' cannot appear raw.
-    assert parse_log_line("CCFRONT blocked reason=full ani=zz dnis=4000") .fields["ani"] == ""
-    assert parse_log_line("INFO: <core> something else") is None
-    assert parse_log_line("CCFRONT blocked reason=full ani=a b=c d") is None
-    exhausted = parse_log_line("CCFRONT blocked reason=exhausted status=486 ci= ani= dnis= src=1.2.3.4:5")
+def test_a_forged_report_inside_a_value_cannot_add_fields_and_only_full_workers_make_blocked_calls():
+    # Values from the network are hex in the script's reports, so spaces or '=' cannot appear raw.
+    assert parse_report("blocked", "reason=full ani=zz dnis=4000").fields["ani"] == ""
+    assert parse_report("blocked", "reason=full ani=a b=c d") is None
+    assert parse_report("nonsense", "src=1.2.3.4:5") is None
+    exhausted = parse_report("blocked", "reason=exhausted status=486 ci= ani= dnis= src=1.2.3.4:5")
     assert "last status 486" in blocked_call(exhausted).reason
-    assert blocked_call(parse_log_line("CCFRONT flood src=1.2.3.4")) is None
-    # A core message quoting network text is not a report, wherever the mark appears in it.
-    assert parse_log_line(" 1(99) ERROR: <core> [parser/msg_parser.c:1]: bad header: CCFRONT blocked reason=full") is None
-    assert parse_log_line(" 1(99) ERROR: <core> x <script>: CCFRONT blocked reason=full") is None
+    for event, value in (("flood", "src=1.2.3.4"), ("failed", "status=408 ci= ani= dnis= src=1.2.3.4:5")):
+        report = parse_report(event, value)
+        assert report is not None and blocked_call(report) is None, event
+    # refusals that need no record are counters, never reports
+    assert parse_report("forbidden", "src=1.2.3.4:5") is None
+
+
+def test_counters_are_read_from_the_statistics_rpc():
+    result = ["script:ccfront_forbidden = 3", "script:ccfront_too_large = 12", "script:ccfront_malformed = 0",
+              "script:other = 9", "core:rcv_requests = 40", "script:ccfront_unknown = 1", 7]
+    assert parse_counters(result) == {"forbidden": 3, "too_large": 12, "malformed": 0}
+    assert parse_counters({"error": 1}) == {}
+
+
+# ------------------------------------------------------------------------------ run folders
+
+
+def test_a_run_folder_is_removed_only_once_its_server_is_gone(tmp_path):
+    live, fd = front_kamailio._make_run_dir(tmp_path)
+    dead, dead_fd = front_kamailio._make_run_dir(tmp_path)
+    os.close(dead_fd)  # what the kernel does when a server is killed
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    try:
+        assert front_kamailio.remove_stale_run_dirs(tmp_path) == [dead]
+        assert live.exists() and not dead.exists() and other.exists()
+        assert oct(live.stat().st_mode & 0o777) == "0o700"
+    finally:
+        os.close(fd)
+    assert front_kamailio.remove_stale_run_dirs(tmp_path) == [live]
 
 
 # ---------------------------------------------------------------------------- sip.front

@@ -260,7 +260,6 @@ async def test_an_invite_flood_from_one_source_is_cut_while_other_sources_get_th
         assert await other.finished(30) == 0, other.report() + center.describe()
         assert other.outcomes()["ANSWERED"] == 2, other.report()
         assert center.front.counters["flood_sources"] >= 1, center.describe()
-        assert "flood src=127.0.0.1" in center.front.log_text()
         flood_calls = sum(1 for e in center.of(p.CallArrived) if e.call_id.startswith("flood-"))
         # pike lets between 1 and 3 times its density through before cutting the source off
         assert flood_calls <= 12 and answered < sent / 4, (flood_calls, answered, sent)
@@ -363,7 +362,8 @@ async def test_serve_runs_kamailio_as_its_child_and_stops_it_on_ctrl_c(tmp_path,
     env["CALLCENTER_DATABASE__URL"] = f"sqlite:///{tmp_path / 'cc.db'}"
     command = [sys.executable, "-m", "callcenter", "--config", str(LOOPBACK)]
     for key, value in {"sip.front": "kamailio", "sip.port": port, "sip.worker_base_port": base, "sip.workers": 2,
-                       "sip.rtp_port_start": 10000 + (port % 25) * 1000, "sip.queue_log": tmp_path / "queue_log",
+                       "sip.rtp_port_start": 10000 + (port % 25) * 1000, "sip.rtp_port_end": 65000,
+                       "sip.queue_log": tmp_path / "queue_log",
                        "ivr.prompts_dir": prompts, "ivr.menu_file": REPO / "config" / "ivr.toml",
                        "cti.listen": f"ws://127.0.0.1:{free_block(1)}"}.items():
         command += ["--set", f"{key}={value}"]
