@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -69,6 +70,10 @@ class OwedDisposition:
     direction: str
     answered_at: dt.datetime | None
     ended_at: dt.datetime | None
+    engine_id: str = ""  # the ACD's id of the call (a kept-place callback's differs from call_id)
+
+    def __post_init__(self) -> None:
+        self.engine_id = self.engine_id or self.call_id
 
     def to_wire(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "ani": self.ani, "display_name": self.display_name, "queue": self.queue,
@@ -96,6 +101,11 @@ class SupervisorActionRefused(ValueError):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def dialable(number: str | None) -> bool:
+    """A number the center may dial back: digits only (E.164 or national), never a SIP user part."""
+    return bool(number) and re.fullmatch(r"\+?\d{3,20}", number) is not None
 
 
 def _for_people(reason: str) -> str:
@@ -144,9 +154,15 @@ class Call:
     record: str = ""
     inbound_record: str | None = None  # the caller's call, still open until their leg ends
     kept: bool = False  # a kept-place callback: the ACD holds it after the caller has left
+    caller_leaving: bool = False  # the caller's leg of a kept-place callback is being hung up
 
     def __post_init__(self) -> None:
         self.record = self.record or self.call_id
+
+    @property
+    def caller_on_line(self) -> bool:
+        """The caller who left a kept-place callback is still listening (their leg is up and not being hung up)."""
+        return self.leg is not None and not self.caller_leaving
 
     def legs(self) -> list[str]:
         return [leg for leg in (self.leg, self.agent_leg, self.customer_leg) if leg]
@@ -361,7 +377,12 @@ class ContactCenter:
         if wrap is None:
             return None
         until = wrap["until"]
-        return {**wrap, "until": dt.datetime.fromtimestamp(until, dt.UTC).isoformat() if until is not None else None}
+        owed_call = wrap["owed_call"]
+        if owed_call is not None:
+            owed_call = next((o.call_id for o in self.owed.get(agent_id, {}).values() if o.engine_id == owed_call),
+                             owed_call)
+        return {**wrap, "owed_call": owed_call,
+                "until": dt.datetime.fromtimestamp(until, dt.UTC).isoformat() if until is not None else None}
 
     def _acd_tick(self) -> None:
         self._acd_timer = None
@@ -421,14 +442,21 @@ class ContactCenter:
         call.agent_id = action.agent_id
         call.offered_at = now
         call.phase = RINGING
-        if action.callback_number is not None and not (call.kept and call.leg):
-            # A kept-place callback: ring the agent first, the customer once the agent answers.
-            call.agent_leg = self.telephony.dial(uri, caller_id=action.callback_number,
-                                                 display_name=f"Callback {call.display_name}"[:80],
-                                                 timeout=action.ring_timeout + 2)
-        else:
-            call.agent_leg = self.telephony.dial(uri, peer=call.leg, caller_id=call.ani,
-                                                 display_name=call.display_name, timeout=action.ring_timeout + 2)
+        try:
+            if action.callback_number is not None and not (call.kept and call.caller_on_line):
+                # A kept-place callback: ring the agent first, the customer once the agent answers.
+                call.agent_leg = self.telephony.dial(uri, caller_id=action.callback_number,
+                                                     display_name=f"Callback {call.display_name}"[:80],
+                                                     timeout=action.ring_timeout + 2)
+            else:
+                call.agent_leg = self.telephony.dial(uri, peer=call.leg, caller_id=call.ani,
+                                                     display_name=call.display_name, timeout=action.ring_timeout + 2)
+        except Exception as exc:  # no phone, a phone the stack refuses: the offer never reaches it
+            log.error("call %s: agent %s's phone %s cannot be dialled: %s", call.call_id, action.agent_id,
+                      log_safe(uri, 120), exc)
+            call.agent_leg = None
+            self._offer_never_rang(call, f"cannot dial the phone: {exc}")
+            return
         self.by_leg[call.agent_leg] = call.call_id
         self._write(self.store.update, call.record, offered_at=now, agent_id=action.agent_id)
         self._callback_progress(call, "in_progress", f"offered to agent {action.agent_id} on call {call.record}",
@@ -463,7 +491,7 @@ class ContactCenter:
         call = self.calls.get(action.call_id)
         if call is None or call.agent_leg is None:
             return
-        if call.kept and call.leg:
+        if call.kept and call.caller_on_line:
             # The caller who asked for the callback is still on the line (the confirmation is
             # playing): connect them now rather than ring their phone while they hold it.
             if call.playback:
@@ -474,6 +502,12 @@ class ContactCenter:
             self._close_inbound(call)
             call.customer_leg, call.leg = call.leg, None
             self._on_LegAnswered(tp.LegAnswered(leg=call.customer_leg))
+            return
+        if not dialable(action.number):
+            log.warning("call %s: callback number %s cannot be dialled", call.call_id, log_safe(action.number, 40))
+            call.outcome = "callback_failed_484"
+            self._callback_progress(call, "pending", f"number {action.number[:40]!r} cannot be dialled")
+            self._send(tp.Hangup(leg=call.agent_leg, reason="number cannot be dialled"))
             return
         uri = self.settings.sip.outbound_uri.format(number=action.number.lstrip("+"))
         call.customer_leg = self.telephony.dial(uri, peer=call.agent_leg, caller_id=self.settings.sip.caller_id,
@@ -590,6 +624,7 @@ class ContactCenter:
                 self._save_ivr(call)
                 if call.kept:  # the caller leaves; the callback keeps its place in the ACD
                     call.phase = CALLBACK
+                    call.caller_leaving = True
                 else:
                     call.outcome = call.outcome or action.reason
                     call.phase = LEAVING
@@ -635,7 +670,10 @@ class ContactCenter:
             call.queue = action.queue
             call.queued_at = now
             self._keep_place(call, number)
-            self._acd(acd.CallbackRequested(call.call_id, number, queue=action.queue, priority=action.priority))
+            request = acd.CallbackRequested(call.call_id, number, queue=action.queue, priority=action.priority)
+            # After the IVR's next steps (the confirmation and the hang-up) are under way: an agent
+            # free at once would otherwise stop the session before the caller hears them.
+            self._loop.call_soon(lambda: self._acd(request) if call.call_id in self.calls else None)
             return
         call.outcome = "callback_requested"
 
@@ -798,11 +836,13 @@ class ContactCenter:
             call.hangup_after_playback = False
             if not call.kept:  # a kept-place callback may already ring an agent: its phase is not ours
                 call.phase = LEAVING
+            call.caller_leaving = call.kept and event.leg == call.leg
             self._send(tp.Hangup(leg=event.leg, reason=call.outcome or ""))
             return
         if call.kept and event.leg == call.leg and call.phase != IVR:
             # the callback was offered while the caller still listened to the IVR: their part is over
             call.ivr_plays.pop(event.playback, None)
+            call.caller_leaving = True
             self._send(tp.Hangup(leg=event.leg, reason="callback_requested"))
             return
         play_id = call.ivr_plays.pop(event.playback, None)
@@ -826,7 +866,11 @@ class ContactCenter:
         elif call.phase == QUEUED and call.queue:
             key = self.settings.queues[call.queue].callback_key
             if key and event.digit == key and call.callback_number is None:
-                self._caller_wants_callback(call)
+                if dialable(call.ani):
+                    self._caller_wants_callback(call)
+                else:
+                    log.info("call %s: callback key pressed, but the caller's number %s cannot be dialled back",
+                             call.call_id, log_safe(call.ani, 40))
 
     def _on_LegAnswered(self, event: tp.LegAnswered) -> None:
         call = self._call_of_leg(event.leg)
@@ -853,6 +897,9 @@ class ContactCenter:
                 self._qlog(call.record, call.queue, call.agent_id, ql.CONNECT, int(wait), call.agent_leg, int(ring))
             self.notifier.to_agent(call.agent_id, {"type": "call.connected", "call_id": call.record})
         elif event.leg == call.customer_leg:
+            if call.phase not in (RINGING, CONNECTED) or not call.agent_leg:  # the agent hung up meanwhile
+                self._send(tp.Hangup(leg=event.leg, reason="agent gone"))
+                return
             call.outcome = "callback_answered"
             self._send(tp.Bridge(a=call.agent_leg, b=call.customer_leg))
             self._record(call)
@@ -918,7 +965,8 @@ class ContactCenter:
         is full is not asked again in a tight loop.
         """
         agent = call.agent_id
-        self.by_leg.pop(call.agent_leg, None)
+        if call.agent_leg:
+            self.by_leg.pop(call.agent_leg, None)
         call.agent_leg = None
         self._qlog(call.record, call.queue, agent, ql.RINGCANCELED, 0, extra={"reason": f"not dialled: {reason}"})
         log.warning("call %s: the offer to agent %s could not be dialled (%s); trying again", call.call_id, agent,
@@ -1016,6 +1064,8 @@ class ContactCenter:
         if call.agent_id and call.answered_at is not None:
             self._owe(call.agent_id, self._owed_of(call, now), notify=False)  # told with call.ended below
         self._acd(acd.CallEnded(call.call_id))
+        if call.agent_id and (call.agent_id, call.record) in self.disposed:  # saved while it was on
+            self._acd(acd.CallDisposed(call.agent_id, call.call_id))
         if call.agent_id:
             self.notifier.to_agent(call.agent_id, {"type": "call.ended", "call_id": call.record,
                                                    "owed": self.owed_list(call.agent_id)})
@@ -1042,11 +1092,11 @@ class ContactCenter:
                 self.by_leg.pop(leg, None)
             call.leg = call.agent_leg = call.customer_leg = None
             self._cancel_timers(call)
+            call.outcome = "failed_worker"
             if call.phase == CONNECTED:
-                self._acd(acd.CallEnded(call.call_id))
+                self._end_conversation(call, self.now())  # owed, wrap-up and call.ended as for any call
             elif call.phase in (QUEUED, RINGING, CALLBACK):
                 self._acd(acd.CallAbandoned(call.call_id))
-            call.outcome = "failed_worker"
             self._finish(call)
 
     def _close_queue_log(self, call: Call, reason: str) -> None:
@@ -1080,6 +1130,8 @@ class ContactCenter:
         now = self.now()
         if call.outbound:  # a dial-now that ends without reaching the customer leaves its callback to do
             self._callback_result(call, "pending", f"not reached on call {call.call_id}: {call.outcome or 'ended'}")
+        if call.kept and call.outcome != "callback_answered":  # never reached: left for agents to call
+            self._callback_progress(call, "pending", f"not reached on call {call.record}: {call.outcome or 'ended'}")
         values: dict[str, Any] = {"ended_at": now, "outcome": call.outcome or "ended"}
         if call.session is not None and call.queued_at is None:
             values["ivr_path"] = call.session.path_json()
@@ -1163,7 +1215,8 @@ class ContactCenter:
         else:
             raise SupervisorActionRefused(f"unknown state {state[:20]!r}: ready, not_ready or logged_out")
         after, after_reason = self.engine.agent_state(agent_id)
-        pending = reason if state == "not_ready" and after == "on_call" else None
+        waits = after == "on_call" or (after == "wrap_up" and (self.wrap_up_of(agent_id) or {}).get("owed_call"))
+        pending = reason if state == "not_ready" and waits else None
         if (after, after_reason) == (before, before_reason) and pending is None:
             raise SupervisorActionRefused(f"agent {agent_id} stayed {said}: the ACD did not accept the change")
         self._audit(supervisor, f"agent.{state}", f"agent:{agent_id}",
@@ -1268,9 +1321,12 @@ class ContactCenter:
                     agent_id=agent_id, callback=callback)
         self.disposed[(agent_id, call_id)] = code
         owed = self.owed.get(agent_id)
-        if owed is not None and owed.pop(call_id, None) is not None:
+        entry = owed.pop(call_id, None) if owed is not None else None
+        if entry is not None:
             self._owed_changed(agent_id)
-        self._acd(acd.CallDisposed(agent_id, call_id))
+        live = self._live(call_id)
+        engine_id = entry.engine_id if entry is not None else (live.call_id if live is not None else call_id)
+        self._acd(acd.CallDisposed(agent_id, engine_id))
 
     def owed_list(self, agent_id: str) -> list[dict[str, Any]]:
         """The dispositions the agent owes, oldest first, as the consoles show them."""
@@ -1280,7 +1336,7 @@ class ContactCenter:
         return OwedDisposition(call_id=call.record, ani=call.callback_number or call.ani,
                                display_name=call.display_name, queue=call.queue, customer_id=call.customer_id,
                                direction="outbound" if call.outbound else "inbound",
-                               answered_at=call.answered_at, ended_at=now)
+                               answered_at=call.answered_at, ended_at=now, engine_id=call.call_id)
 
     def _owe(self, agent_id: str, owed: OwedDisposition, *, notify: bool = True) -> None:
         if (agent_id, owed.call_id) in self.disposed:

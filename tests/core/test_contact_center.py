@@ -562,3 +562,74 @@ async def test_an_agent_held_on_a_call_that_no_longer_exists_is_released_by_a_su
     assert h.cc.engine.agent_state(agent)[0] == "on_call"
     assert h.cc.force_state("9001", agent, "not_ready", "meeting")["state"] == "not_ready"
     assert h.cc.engine.agent_call(agent) is None and leg
+
+
+@pytest.fixture
+async def held():
+    """The general queue keeps agents in wrap-up until the disposition is saved."""
+    harness = Harness(overrides=["queues.general.after_call_work=until_disposed"])
+    await harness.cc.start()
+    yield harness
+    await harness.cc.stop()
+
+
+async def test_until_disposed_a_kept_callback_disposition_ends_the_wrap_up(held):
+    h = held
+    leg, inbound = await pressed_callback_key(h)
+    h.cc.ready("1001")
+    await settle_keeping_confirmation(h)
+    agent_dial = h.dials()[-1]
+    h.fake.inject(tp.LegAnswered(leg=agent_dial.leg))
+    await settle_keeping_confirmation(h)
+    for ended in (leg, agent_dial.leg):
+        h.fake.inject(tp.LegEnded(leg=ended, cause="remote_bye"))
+        await h.settle()
+    record = callback_record(h, inbound)
+    assert h.cc.wrap_up_of("1001")["owed_call"] == record, "the console's id for the call it waits for"
+    h.cc.dispose("1001", record, "resolved")
+    h.cc.end_wrap_up("1001")
+    assert h.cc.engine.agent_state("1001")[0] == "available"
+
+
+async def test_until_disposed_a_disposition_saved_during_the_call_does_not_hold_the_agent(held):
+    h = held
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    call_id = h.only_call_id()
+    agent = h.store.rows[call_id]["agent_id"]
+    h.cc.dispose(agent, call_id, "resolved")
+    for ended in (leg, dial.leg):
+        h.fake.inject(tp.LegEnded(leg=ended, cause="remote_bye"))
+        await h.settle()
+    assert h.cc.owed_list(agent) == [] and h.cc.wrap_up_of(agent)["owed_call"] is None
+    h.cc.end_wrap_up(agent)
+    assert h.cc.engine.agent_state(agent)[0] == "available"
+
+
+async def test_until_disposed_a_call_lost_with_its_worker_is_owed_and_can_be_disposed(held):
+    h = held
+    leg = await caller_to_general_queue(h)
+    dial = h.dials()[0]
+    h.fake.inject(tp.LegAnswered(leg=dial.leg))
+    await h.settle()
+    call_id = h.only_call_id()
+    agent = h.store.rows[call_id]["agent_id"]
+    h.fake.inject(tp.WorkerDied(worker="w1", legs=(leg, dial.leg), returncode=-9))
+    await h.settle()
+    assert [o["call_id"] for o in h.cc.owed_list(agent)] == [call_id]
+    h.cc.dispose(agent, call_id, "resolved")
+    h.cc.end_wrap_up(agent)
+    assert h.cc.engine.agent_state(agent)[0] == "available"
+
+
+async def test_a_caller_number_that_is_not_digits_is_never_dialled_back(h):
+    for agent in ("1001", "1002"):
+        h.cc.not_ready(agent, "break")
+    leg = h.fake.arrive(ani="10086@evil.example;transport=tcp", display_name="x", remote_address="127.0.0.1:5099")
+    await h.settle()
+    await h.press(leg, "1")
+    await h.press(leg, "0")
+    await h.press(leg, "9")
+    assert not h.store.callbacks and not any(r.get("direction") == "outbound" for r in h.store.rows.values())
