@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from callcenter.errors import CallCenterError
+from callcenter.logsafe import log_safe
 from screenpop.numbers import normalize
 
 REQUIRED = ("external_id", "name", "phone")
@@ -343,7 +344,8 @@ def _header(reader: csv.DictReader, tap: _LineTap, path: Path) -> tuple[str, ...
         )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise CsvFormatError(f"{name}: line 1: column(s) {', '.join(dupes)} appear more than once")
+        raise CsvFormatError(f"{name}: line 1: column(s) {', '.join(log_safe(d, 60) for d in dupes)} "
+                             "appear more than once")
     return names
 
 

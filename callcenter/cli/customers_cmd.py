@@ -20,6 +20,7 @@ from callcenter.customer_csv import (
 )
 from callcenter.db.customers import BatchResult, count_customers, export_rows, find_customers, load_profile, upsert_customers
 from callcenter.db.models import AuditEntry
+from callcenter.logsafe import log_safe
 from callcenter.errors import CallCenterError, NotFound
 from screenpop.numbers import normalize
 from screenpop.render import render_profile, safe_text
@@ -159,7 +160,8 @@ def _import(settings, file: Path, handle, dry_run: bool, batch_size: int, reject
     elapsed = time.perf_counter() - started
     if stats.unknown_columns:
         err_console.print(
-            f"[yellow]ignored unknown column(s):[/] {escape(', '.join(stats.unknown_columns))}", highlight=False
+            f"[yellow]ignored unknown column(s):[/] "
+            f"{escape(', '.join(log_safe(c, 60) for c in stats.unknown_columns))}", highlight=False
         )
     if rows_read == 0:
         err_console.print(

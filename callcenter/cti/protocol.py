@@ -55,8 +55,8 @@ CLOSE_SLOW_CONSUMER = 4002   # the console did not read its events fast enough
 
 # ----------------------------------------------------------------------------- requests
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-_SIP_URI = re.compile(r"^sips?:[^\s@]+@[^\s]+$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")  # \Z: "$" would let a trailing newline through
+_SIP_URI = re.compile(r"sips?:[^\s@]+@[^\s]+\Z")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """NUL (PostgreSQL refuses it in text) and unpaired surrogates (JSON lets ``\\ud800`` in; UTF-8 has no form for it)."""
 

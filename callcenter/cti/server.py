@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from callcenter import __version__
 from callcenter.config import Settings
 from callcenter.cti import protocol as p
+from callcenter.logsafe import log_safe
 from callcenter.cti.auth import DUMMY_PIN_HASH, LoginLimiter, LoginPolicy, check_pin
 from callcenter.cti.errors import CtiServerError
 from callcenter.cti.supervision import SupervisorFeed
@@ -419,7 +420,7 @@ class CtiServer:
             session.push(p.error(request_id, kind, p.INTERNAL, "the server could not carry out this request"))
 
     def _refuse(self, session: _Session, kind: str, why: str) -> p.ProtocolError:
-        log.warning("CTI refused %s from %s: %s", kind, session.who, why)
+        log.warning("CTI refused %s from %s: %s", kind, session.who, log_safe(why))
         return p.ProtocolError(p.FORBIDDEN, why)
 
     def _authorize(self, session: _Session, kind: str, message: dict[str, Any]) -> None:
@@ -507,7 +508,7 @@ class CtiServer:
             state = self.center.agent_snapshot(agent_id)["state"]
             if state == "logged_out":
                 self.center.login(agent_id, phone=phone, not_ready_reason=reason)
-        log.info("CTI %s logged in (%s)", session.who, session.client or "unknown client")
+        log.info("CTI %s logged in (%s)", session.who, log_safe(session.client or "unknown client", 100))
         data = self._login_data(agent_id, agent)
         if agent.role == "agent":
             call = data["snapshot"].get("call")
