@@ -934,6 +934,10 @@ class ContactCenter:
                     self._end_dial(call, "agent_no_answer", f"agent {agent} did not answer ({event.status})")
         elif event.leg == call.customer_leg:
             call.customer_leg = None
+            if call.phase != CONNECTED:  # the conversation already ended (the agent hung up): its outcome stands
+                if not call.legs() and call.phase == LEAVING:
+                    self._finish(call)
+                return
             log.warning("callback %s to %s failed: %s %s", call.call_id, log_safe(call.callback_number, 80),
                         event.status, log_safe(event.reason, 120))
             call.outcome = f"callback_failed_{event.status}"
@@ -1335,7 +1339,7 @@ class ContactCenter:
     def _owed_of(self, call: Call, now: dt.datetime) -> OwedDisposition:
         return OwedDisposition(call_id=call.record, ani=call.callback_number or call.ani,
                                display_name=call.display_name, queue=call.queue, customer_id=call.customer_id,
-                               direction="outbound" if call.outbound else "inbound",
+                               direction="outbound" if call.outbound or call.kept else "inbound",
                                answered_at=call.answered_at, ended_at=now, engine_id=call.call_id)
 
     def _owe(self, agent_id: str, owed: OwedDisposition, *, notify: bool = True) -> None:

@@ -508,6 +508,7 @@ async def test_an_agent_who_hangs_up_at_once_on_a_callback_leaves_it_to_do_and_n
         await h.settle()
     record = callback_record(h, inbound)
     assert h.store.event_names(record)[-1] == "ABANDON" and "CONNECT" not in h.store.event_names(record)
+    assert h.store.rows[record]["outcome"] == "callback_agent_hung_up", "a late customer-leg failure does not overwrite it"
     assert h.store.callbacks[0]["status"] == "pending", "to be called again"
     assert h.cc.engine.agent_state("1001")[0] in ("wrap_up", "available")
     assert_all_closed(h)
