@@ -107,17 +107,36 @@ class SqlInteractionStore:
             return interaction.id
 
     def owed_dispositions(self, *, since: dt.datetime) -> list[dict[str, Any]]:
-        """Conversations ended since ``since`` whose agent saved no disposition, oldest first (for a restart)."""
-        disposed = select(Disposition.id).where(Disposition.interaction_id == Interaction.id,
-                                                Disposition.agent_id == Interaction.agent_id).exists()
-        query = (select(Interaction).where(Interaction.agent_id.is_not(None), Interaction.answered_at.is_not(None),
-                                           Interaction.ended_at >= since, ~disposed)
-                 .order_by(Interaction.ended_at, Interaction.id))
+        """Conversations ended since ``since`` that an agent talked on and gave no disposition, oldest first.
+
+        Who talked: every agent with a ``CONNECT`` queue event on the call (so the agent who
+        transferred it keeps their part), and the agent of an answered outbound call (an agent's
+        own dial has no queue events). ``interactions.agent_id`` alone would name the last agent
+        offered, who may never have spoken to the caller.
+        """
+        from callcenter.core.queue_log import CONNECT
+
+        pairs: dict[tuple[str, int], None] = {}
         with self.db.session() as s:
-            return [{"agent_id": i.agent_id, "call_id": i.call_id, "ani": i.ani, "display_name": i.display_name,
-                     "queue": i.queue, "customer_id": i.customer_id, "direction": i.direction,
-                     "answered_at": i.answered_at, "ended_at": i.ended_at}
-                    for i in s.scalars(query) if i.call_id]
+            connected = (select(QueueEvent.agent_id, Interaction.id)
+                         .join(Interaction, Interaction.call_id == QueueEvent.call_id)
+                         .where(QueueEvent.event == CONNECT, QueueEvent.agent_id.is_not(None),
+                                Interaction.ended_at >= since))
+            dialled = select(Interaction.agent_id, Interaction.id).where(
+                Interaction.direction == "outbound", Interaction.agent_id.is_not(None),
+                Interaction.answered_at.is_not(None), Interaction.ended_at >= since)
+            for agent_id, interaction_id in [*s.execute(connected).all(), *s.execute(dialled).all()]:
+                pairs[(agent_id, interaction_id)] = None
+            if not pairs:
+                return []
+            disposed = set(s.execute(select(Disposition.agent_id, Disposition.interaction_id).where(
+                Disposition.interaction_id.in_({i for _, i in pairs}))).all())
+            rows = {i.id: i for i in s.scalars(select(Interaction).where(Interaction.id.in_({i for _, i in pairs})))}
+            owed = [(agent_id, rows[i]) for agent_id, i in pairs if (agent_id, i) not in disposed and rows[i].call_id]
+        owed.sort(key=lambda pair: (pair[1].ended_at, pair[1].id))
+        return [{"agent_id": agent_id, "call_id": i.call_id, "ani": i.ani, "display_name": i.display_name,
+                 "queue": i.queue, "customer_id": i.customer_id, "direction": i.direction,
+                 "answered_at": i.answered_at, "ended_at": i.ended_at} for agent_id, i in owed]
 
     def add_callback(
         self, *, number: str, customer_id: int | None, queue: str | None, due_from: dt.datetime,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
 
 from callcenter.cti.errors import CtiRequestError
+from callcenter.telephony import protocol as tp
 from callcenter.db.models import Callback, Interaction
 from tests.cti.cti_support import Stack, of_type, wait_for
 
@@ -190,5 +192,36 @@ async def test_what_is_owed_survives_a_server_restart(tmp_path):
         await client.request("disposition.save", call_id=call_id, code="resolved")
         assert again.dispositions(call_id) == [("resolved", None, "1001")]
         await client.close()
+    finally:
+        await again.stop()
+
+
+async def test_after_a_restart_the_agent_who_talked_owes_the_call_not_the_last_one_offered(tmp_path):
+    stack = Stack(tmp_path, overrides=("queues.general.after_call_work=optional",))
+    await stack.start()
+    stack.only_agent("1001")
+    client, events, _ = await stack.logged_in("1001")
+    leg = await stack.caller_to_queue(ani="13800000001", display_name="Caller One")
+    call_id = (await wait_for(lambda: of_type(events, "call.offered")))[-1]["call_id"]
+    await stack.answer("1001")
+    stack.center.not_ready("1001", "break")  # after this call: the transferred caller is not offered back
+    stack.center.ready("1002")
+    await client.request("call.transfer", target="queue:general")
+    await stack.settle()
+    offered = stack.agent_leg("1002")
+    stack.fake.inject(tp.LegFailed(leg=offered, status=486, reason="Busy Here"))  # 1002 never talks to them
+    await stack.settle()
+    stack.fake.inject(tp.LegEnded(leg=leg, cause="remote_bye"))
+    await stack.settle()
+    with stack.db.session() as s:
+        assert s.scalar(select(Interaction.agent_id).where(Interaction.call_id == call_id)) == "1002"
+    await client.close()
+    await stack.stop()
+
+    again = Stack(tmp_path, overrides=("queues.general.after_call_work=optional",))
+    await again.start()
+    try:
+        assert [o["call_id"] for o in again.center.owed_list("1001")] == [call_id]
+        assert again.center.owed_list("1002") == []
     finally:
         await again.stop()
