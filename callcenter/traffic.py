@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -23,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from callcenter.config import Settings
+from callcenter.core.contact_center import dialable
 from callcenter.errors import CallCenterError
 
 SCENARIOS = Path(__file__).with_name("scenarios")
@@ -159,7 +159,7 @@ class Traffic:
             name = {"*": "star", "#": "pound"}.get(key, key)
             # Stream n takes every streams-th caller of the mix, so the mix's order holds overall.
             mine = [(number, display) for number, display in self.callers[n::streams]
-                    if re.fullmatch(r"\+?\d{3,20}", number)] or [(f"+8613{800138000 + n * 1111}", None)]
+                    if dialable(number)] or [(f"+8613{800138000 + n * 1111}", None)]
             self.caller_procs.append(self._run(f"callers-{n}-{name}", [
                 "-sf", str(scenario), "-inf", str(self._caller_file(f"callers-{n}", mine)),
                 "-i", sip.listen_address, "-p", str(_free_port(sip.listen_address)),
