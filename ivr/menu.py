@@ -312,7 +312,13 @@ class HangupNode(_Node):
 
     type: Literal["hangup"]
     prompt: PromptList = Field(default_factory=list)
-    reason: Literal["self_service", "closed", "blocked", "failed"] = "self_service"
+    reason: Literal["self_service", "closed", "blacklisted", "failed"] = "self_service"
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _old_blocked(cls, value: Any) -> Any:
+        # "blocked" is the front's word for "every worker full"; a blacklisted caller is its own outcome
+        return "blacklisted" if value == "blocked" else value
 
 
 Node = Annotated[

@@ -200,7 +200,7 @@ class Interaction(Base):
     talk_seconds: Mapped[float | None]
     wrap_seconds: Mapped[float | None]
     outcome: Mapped[str | None] = mapped_column(
-        String(32), doc="answered|abandoned|overflowed|self_service|callback_requested|closed|blocked|failed"
+        String(32), doc="answered|abandoned|overflowed|self_service|callback_requested|closed|blacklisted|blocked|failed"
     )
     ivr_path: Mapped[list[Any]] = mapped_column(default=list)
     language: Mapped[str | None] = mapped_column(String(8))

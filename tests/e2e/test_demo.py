@@ -114,7 +114,7 @@ def test_demo_calls_pop_real_customers_and_the_desks_dispose_of_every_call(tmp_p
             with_orders = [c for c in taken if c.customer_id is not None and
                            s.scalar(select(func.count()).where(Order.customer_id == c.customer_id))]
             assert with_orders, "a known customer with orders reached an agent"
-            assert any(c.outcome == "blocked" for c in calls), "the blacklisted caller heard the message"
+            assert any(c.outcome == "blacklisted" for c in calls), "the blacklisted caller heard the message"
             assert any(c.customer_id is None for c in taken), "some callers are unknown numbers"
     finally:
         db.dispose()

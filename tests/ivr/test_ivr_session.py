@@ -554,7 +554,7 @@ priority = 5
 
 [menus.blocked]
 type = "hangup"
-reason = "blocked"
+reason = "blacklisted"
 prompt = "blocked"
 """
 
@@ -581,7 +581,7 @@ def test_blacklisted_caller_gets_the_configured_treatment():
     d = Driver(menu(CALLER), caller="+8613900000004")
     d.start()
     assert d.prompts() == ["blocked"]
-    assert d.actions[-1] == Hangup("blocked")
+    assert d.actions[-1] == Hangup("blacklisted")
     assert d.session.record().customer_id == 4
 
 
@@ -1244,3 +1244,12 @@ def test_any_keys_during_the_greeting_are_bounded_and_the_call_still_ends(keys, 
         assert silences < 50
     assert d.session.typed_ahead == ""
     assert json.loads(json.dumps(d.session.path_json()))[-1]["step"] == "end"
+
+
+def test_a_hangup_reason_of_blocked_from_older_configurations_reads_as_blacklisted():
+    """`blocked` is the front's outcome for "every worker full"; the IVR's own refusal is `blacklisted`."""
+    from ivr.menu import HangupNode
+
+    assert HangupNode(type="hangup", reason="blocked").reason == "blacklisted"
+    with pytest.raises(ValueError):
+        HangupNode(type="hangup", reason="turned_away")
