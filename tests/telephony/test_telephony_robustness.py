@@ -124,6 +124,45 @@ def raw_invite(port: int, mine: int, call_id: str, display: bytes) -> bytes:
     return head.replace(b"DISPLAY", display) + sdp
 
 
+def test_invites_cut_at_the_packet_limit_sent_straight_to_a_worker_cost_at_most_a_restart(sipp):
+    """INVITEs of 3,900-4,300 bytes sent to the worker's own port, past the front.
+
+    The wheel reads at most 4,000 bytes of a message (``WORKER_MAX_PACKET``); the rest is cut. One
+    length (about 4,160 bytes here) makes pjsip 2.15 abort on an assertion in its own response path
+    (``pjsip_rx_data_free_cloned: Assertion `rdata' failed``): nothing in Python runs before it.
+    The front answers such messages 513 and never forwards them (test_front_security.py); what is
+    left to the worker is to come back: the pool restarts it and the next call goes through.
+    """
+
+    async def body(h):
+        aborts = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            mine = sock.getsockname()[1]
+            for size in range(3900, 4320, 10):
+                pid = h.pool.workers[0].pid
+                call_id = f"cut-{size}"
+                bare = raw_invite(h.port, mine, call_id, b'"x"')
+                sock.sendto(raw_invite(h.port, mine, call_id, b'"' + b"A" * max(1, size - len(bare) + 1) + b'"'),
+                            ("127.0.0.1", h.port))
+                await asyncio.sleep(0.3)
+                for ev in [e for e in h.pending if isinstance(e, p.CallArrived)]:
+                    h.pending.remove(ev)
+                    assert_clean(ev)
+                    h.pool.send(p.RejectCall(leg=ev.leg, status=403))
+                if not process_alive(pid):  # wait for the restart before the next datagram
+                    aborts += 1
+                    deadline = time.monotonic() + 15
+                    while not (h.pool.workers[0].alive and h.pool.workers[0].pid != pid):
+                        assert time.monotonic() < deadline, "the worker was not restarted" + h.logs()
+                        await h.settle(0.1)
+        print(f"\ncut INVITEs straight at a worker: {aborts} abort(s), restarted each time")
+        await h.settle(1.0)
+        await normal_call_works(h, sipp, ani="301")
+
+    run_with_pool(body)
+
+
 def final_status(sock: socket.socket, call_id: str) -> int:
     """Read responses for ``call_id`` until a final one; ACK it; return its status."""
     while True:
