@@ -28,7 +28,7 @@ import pytest
 from callcenter.front.plan import LATE_OFFER_EXTRA, MAX_MESSAGE, TAG_ALLOWANCE, WORKER_MAX_PACKET
 from callcenter.telephony import protocol as p
 from tests.front.front_support import (
-    LOOPBACK, REPO, RFC4475, caller_scenario, free_block, process_alive, running_center,
+    AGENT_SCENARIOS, LOOPBACK, REPO, RFC4475, caller_scenario, free_block, pcap, process_alive, running_center,
 )
 from tests.front.test_front_sip import CALLER_KEYS, plain_callers, require_tools, tree_for
 
@@ -466,3 +466,71 @@ async def test_what_the_front_accepts_reaches_a_worker_whole(tmp_path, prompts, 
         assert outcomes == {"answer": 200, "late-offer": 200, "over": 513, "late-offer-over": 513,
                             "worker-limit": 513, "long-tag": 513}, outcomes
         await center.wait_for(lambda: center.front.counters["too_large"] == 4, 5, "the 513s reported")
+
+
+async def test_after_a_killed_server_agents_come_back_in_a_state_the_acd_can_justify(tmp_path, prompts, sipps, short_tmp):
+    """Agent 1001 talking when ``serve`` is killed (SIGKILL): the next start closes the call's
+    record and its queue_log story once, and every agent comes back available (the restarted ACD
+    has no call for anyone), with the disposition of the lost call still owed to 1001."""
+    from sqlalchemy import select
+
+    from callcenter.core import queue_log as ql
+    from callcenter.cti.client import CtiClient
+    from callcenter.db import Database
+    from callcenter.db.models import Interaction, QueueEvent
+
+    require_tools()
+    port, phone = free_block(1), free_block(1)
+    command, env = _serve_command(tmp_path, prompts, port, short_tmp)
+    command += ["--set", f"agents.1001.phone=sip:1001@127.0.0.1:{phone}"]
+    for agent in ("1002", "1003", "1004", "1005"):
+        command += ["--set", f"agents.{agent}.auto_login=false"]
+    cti = next(arg.split("=", 1)[1] for arg in command if arg.startswith("cti.listen="))
+    assert subprocess.run([*command, "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    sipps.start("phone-1001", AGENT_SCENARIOS / "agent_answer.xml", calls=5, port=phone,
+                keys={"audio_pcap": pcap("g711a.pcap")}, timeout=120)
+    serve = ServeProcess(command, env, tmp_path)
+    try:
+        await serve.serving()
+        callers = sipps.start("callers", caller_scenario(tmp_path / "c.xml", hold_ms=60000, key_after_ms=8000),
+                              remote=f"127.0.0.1:{port}", calls=1, rate=1, limit=1,
+                              keys={**CALLER_KEYS, "key_pcap": pcap("dtmf_2833_1.pcap")}, timeout=90)
+        db = Database(env["CALLCENTER_DATABASE__URL"])
+
+        def talking() -> bool:
+            with db.session() as s:
+                return any(r.answered_at and r.agent_id == "1001" for r in s.scalars(select(Interaction)))
+
+        deadline = time.monotonic() + 40
+        while not talking():
+            assert time.monotonic() < deadline, serve.text()[-3000:] + callers.report()
+            await asyncio.sleep(0.3)
+        serve.proc.kill()
+        await serve.ended()
+    finally:
+        serve.kill()
+
+    again = ServeProcess(command, env, tmp_path)
+    try:
+        await again.serving()
+        supervisor = CtiClient(cti)
+        await supervisor.connect()
+        await supervisor.login("9001", "1234")
+        agents = {a["agent_id"]: a for a in (await supervisor.request("agents.list"))["agents"]}
+        snapshot = (await supervisor.request("agent.snapshot", agent_id="1001"))["snapshot"]
+        await supervisor.close()
+        assert agents["1001"]["state"] == "available", agents["1001"]
+        assert snapshot["call"] is None and [o["call_id"] for o in snapshot["owed"]], snapshot
+        assert {a["state"] for a_id, a in agents.items() if a_id != "1001"} <= {"logged_out"}, agents
+        with db.session() as s:
+            (row,) = [r for r in s.scalars(select(Interaction)) if r.agent_id == "1001"]
+            names = [e.event for e in s.scalars(select(QueueEvent).order_by(QueueEvent.id)) if e.call_id == row.call_id]
+        assert row.outcome == "server_restart" and row.ended_at is not None, (row.outcome, row.ended_at)
+        assert names[0] == ql.ENTERQUEUE and names[-1] == ql.COMPLETECALLER, names
+        assert sum(n in ql.CLOSING for n in names) == 1, names
+        again.proc.send_signal(signal.SIGINT)
+        assert await again.ended() == 0, again.text()[-3000:]
+    finally:
+        again.kill()
+        db.dispose()
