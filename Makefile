@@ -13,6 +13,9 @@ DEMO_SECONDS ?= 90
 # that takes the calls, in one database. config/callcenter.toml stays the commented reference
 # for a real installation.
 DEMO_CONFIG ?= config/loopback.toml
+# The suite runs on this many pytest workers; the tests on real SIP (front, e2e, telephony) stay
+# together on one of them (their timing is real), the rest spread over the others.
+TEST_WORKERS ?= 2
 DEMO := $(CC) --config $(DEMO_CONFIG)
 
 .PHONY: demo test install system-packages bench clean help
@@ -44,7 +47,7 @@ demo: install system-packages
 	$(DEMO) demo-calls --duration $(DEMO_SECONDS) --seed 42
 
 test: install system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	$(BIN)/python bench/import_bench.py

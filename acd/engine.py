@@ -292,13 +292,13 @@ class AcdEngine:
         self._out: list[Action] = []
         self._handlers: dict[type, tuple[Any, Any]] = {
             CallQueued: (self._v_call, self._on_call_queued),
-            CallAbandoned: (self._v_call_id, self._on_call_abandoned),
+            CallAbandoned: (self._v_call_id, self._on_call_gone),
             CallbackRequested: (self._v_call, self._on_callback_requested),
             DirectCallRequested: (self._v_direct, self._on_direct_call),
             OfferAccepted: (self._v_offer, self._on_offer_accepted),
             OfferRejected: (self._v_offer, self._on_offer_rejected),
             OfferFailed: (self._v_offer, self._on_offer_failed),
-            CallEnded: (self._v_call_id, self._on_call_ended),
+            CallEnded: (self._v_call_id, self._on_call_gone),
             AgentLoggedIn: (self._v_login, self._on_logged_in),
             AgentLoggedOut: (self._v_agent, self._on_logged_out),
             AgentWentNotReady: (self._v_not_ready, self._on_not_ready),
@@ -975,7 +975,12 @@ class AcdEngine:
         c = _Call(ev.call_id, ev.priority, extra, ev.caller, None)
         self._admit(c, self._queues[ev.queue], ())
 
-    def _on_call_abandoned(self, ev: CallAbandoned) -> None:
+    def _on_call_gone(self, ev: CallAbandoned | CallEnded) -> None:
+        """Either event: a connected call ends (its agent wraps up), any other is abandoned.
+
+        The engine's own state decides, not the event's name: a hang-up can race the answer,
+        so either event may arrive for a call in either state.
+        """
         c = self._calls.get(ev.call_id)
         if c is None:
             return self._reject(ev, f"unknown call {ev.call_id!r}")
@@ -1092,15 +1097,6 @@ class AcdEngine:
         self._make_available(a)
         self._return_call(c)
         self._settle(c, a)
-
-    def _on_call_ended(self, ev: CallEnded) -> None:
-        c = self._calls.get(ev.call_id)
-        if c is None:
-            return self._reject(ev, f"unknown call {ev.call_id!r}")
-        if c.state == CONNECTED:
-            self._end_call(c)
-        else:
-            self._abandon(c)
 
     def _on_logged_in(self, ev: AgentLoggedIn) -> None:
         a = self._agents[ev.agent_id]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from acd.errors import SettingsError
@@ -65,6 +65,15 @@ def _get(obj: Any, name: str, default: Any) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+_ABSENT = object()
+
+
+def _given(cls: type, config: Any) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` that ``config`` sets (attributes or mapping keys): defaults live in ``cls`` only."""
+    found = {f.name: _get(config, f.name, _ABSENT) for f in fields(cls)}
+    return {name: value for name, value in found.items() if value is not _ABSENT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,31 +173,18 @@ class QueueSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> QueueSettings:
-        """Build from a ``QueueConfig``-shaped object (attributes or mapping keys)."""
-        overflow = _get(config, "overflow", None)
+        """Build from a ``QueueConfig``-shaped object (attributes or mapping keys); what it lacks keeps the defaults above."""
+        given = _given(cls, config)
+        overflow = given.get("overflow")
         if overflow is not None and not isinstance(overflow, OverflowSettings):
-            overflow = OverflowSettings(
-                after_seconds=_get(overflow, "after_seconds", 600), target=_get(overflow, "target", "callback")
-            )
-        return cls(
-            strategy=_get(config, "strategy", "longest_idle"),
-            service_level_seconds=_get(config, "service_level_seconds", 20),
-            service_level_target=_get(config, "service_level_target", 0.8),
-            max_length=_get(config, "max_length", 0),
-            overflow=overflow,
-            when_no_agents=_get(config, "when_no_agents", "join"),
-            leave_when_empty=_get(config, "leave_when_empty", False),
-            wrapup_seconds=_get(config, "wrapup_seconds", 30),
-            after_call_work=_get(config, "after_call_work", "timed"),
-            wrapup_extension_seconds=_get(config, "wrapup_extension_seconds", 30),
-            wrapup_max_extensions=_get(config, "wrapup_max_extensions", 2),
-            ring_timeout_seconds=_get(config, "ring_timeout_seconds", 15),
-            required_skills=dict(_get(config, "required_skills", {}) or {}),
-            relax_after_seconds=tuple(_get(config, "relax_after_seconds", ()) or ()),
-            announce_every_seconds=_get(config, "announce_every_seconds", 0),
-            short_abandon_seconds=_get(config, "short_abandon_seconds", None),
-            name=_get(config, "name", "") or "",
-        )
+            given["overflow"] = OverflowSettings(**_given(OverflowSettings, overflow))
+        if "required_skills" in given:
+            given["required_skills"] = dict(given["required_skills"] or {})
+        if "relax_after_seconds" in given:
+            given["relax_after_seconds"] = tuple(given["relax_after_seconds"] or ())
+        if "name" in given:
+            given["name"] = given["name"] or ""
+        return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -94,7 +94,7 @@ def build_prompts(folder: Path) -> None:
 
 
 async def run(args) -> dict:
-    from callcenter.telephony import protocol as p
+    from callcenter.core import telephony_protocol as p
 
     require_kamailio(), require_sipp(), require_pjsua2()
     root = Path(tempfile.mkdtemp(prefix="cc-load-"))

@@ -2,7 +2,7 @@
 and the time from a call offer to the pop on a running agent console.
 
 1. The database: generated once (bulk INSERT ... SELECT through SQLAlchemy Core, see
-   ``callcenter.db.customers.generate_synthetic``) and kept in ``bench/out/`` for the next runs.
+   ``callcenter.db.volume.generate_synthetic``) and kept in ``bench/out/`` for the next runs.
    Besides customers and interactions it has ~2 orders, 3 order lines and 0.3 cases per customer,
    1.3 numbers per customer (one in 200 shares an office line), a disposition per answered
    contact and pending callbacks for 5% of customers.
@@ -48,7 +48,8 @@ from rich.table import Table  # noqa: E402
 
 from callcenter.config import load  # noqa: E402
 from callcenter.db import Database, current_revision, head_revision, upgrade  # noqa: E402
-from callcenter.db.customers import SqlCustomerDirectory, generate_synthetic, synthetic_number  # noqa: E402
+from callcenter.db.directory import SqlCustomerDirectory  # noqa: E402
+from callcenter.db.volume import generate_synthetic, synthetic_number  # noqa: E402
 from screenpop.pop import CallContext  # noqa: E402
 
 OUT = REPO / "bench" / "out"
@@ -195,7 +196,7 @@ class CallFlow:
         await self.center.stop()
 
     async def _settle(self, rounds: int = 15) -> None:
-        from callcenter.telephony import protocol as tp
+        from callcenter.core import telephony_protocol as tp
 
         for _ in range(rounds):
             await asyncio.sleep(0.002)
@@ -205,7 +206,7 @@ class CallFlow:
                     self.fake.inject(tp.PlaybackFinished(leg=command.leg, playback=command.id, completed=True))
 
     async def offer(self, number: str) -> tuple[str, float]:
-        from callcenter.telephony import protocol as tp
+        from callcenter.core import telephony_protocol as tp
 
         self.last_offer = asyncio.get_running_loop().create_future()
         self.leg = self.fake.arrive(ani=number, display_name="Bench Caller", remote_address="127.0.0.1:5099")
@@ -218,7 +219,7 @@ class CallFlow:
 
     async def hang_up(self) -> None:
         """The caller gives up while the phone rings; the agent's leg ends as a worker would report."""
-        from callcenter.telephony import protocol as tp
+        from callcenter.core import telephony_protocol as tp
 
         self.fake.inject(tp.LegEnded(leg=self.leg, cause="remote_bye"))
         self.fake.inject(tp.LegEnded(leg=self.fake.sent(tp.Dial)[-1].leg, cause="local_hangup"))

@@ -757,7 +757,7 @@ def full_step(args, center: Center, server: Server, pids: list[int], front_pids:
 # ----------------------------------------------------------------------------- bare worker
 
 async def bare_worker(args, tmp: Path, rates: list[float], progress: Progress, report, steps: list[Step]) -> None:
-    from callcenter.telephony import protocol as p
+    from callcenter.core import telephony_protocol as p
     from callcenter.telephony.pool import WorkerPool
 
     count = args.bare_workers

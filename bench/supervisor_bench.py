@@ -101,7 +101,7 @@ def write_config(folder: Path, agents: int, queues: int, seed: int) -> tuple[Pat
 
 def traffic_telephony(rate: float, aht: float, patience: float, queues: int, seed: int):
     """The media workers' stand-in: callers, IVR keys, phones that answer, talk and hang up."""
-    from callcenter.telephony import protocol as tp
+    from callcenter.core import telephony_protocol as tp
     from callcenter.telephony.pool import FakeTelephony
 
     class Traffic(FakeTelephony):

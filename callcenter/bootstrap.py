@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from zoneinfo import ZoneInfo
 
+from callcenter.clock import utcnow
 from callcenter.config import Settings
 from callcenter.db import Database
 
@@ -19,11 +19,6 @@ def database(settings: Settings, *, check_schema: bool = True) -> Database:
 
 def center_zone(settings: Settings) -> ZoneInfo:
     return ZoneInfo(settings.hours.timezone)
-
-
-def now() -> dt.datetime:
-    """Wall-clock time for the I/O edges; the pure packages always receive it as an argument."""
-    return dt.datetime.now(dt.UTC)
 
 
 def worker_count(settings: Settings, legs_per_worker: int = 4) -> int:
@@ -68,7 +63,7 @@ class Server:
 
         from callcenter.core.contact_center import ContactCenter
         from callcenter.cti.server import CtiServer
-        from callcenter.db.customers import SqlCustomerDirectory
+        from callcenter.db.directory import SqlCustomerDirectory
         from callcenter.db.interactions import SqlInteractionStore
         from callcenter.db.selfservice import SqlSelfService
         from callcenter.errors import ConfigError
@@ -114,7 +109,7 @@ class Server:
             prompts_dir=Path(settings.ivr.prompts_dir),
             queue_log=FileQueueLog(sip.queue_log) if sip.queue_log else None,
             recordings_dir=Path(settings.recording.directory) if settings.recording.enabled else None,
-            clock=now,
+            clock=utcnow,
             notifier=self.cti,
             front_address=self.front.address if self.front is not None else None,
         )

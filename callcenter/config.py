@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from acd.settings import OverflowSettings, QueueSettings
 from callcenter.errors import ConfigError
 from callcenter.security import is_pin_hash, redact_url
 from ivr.hours import BusinessHours
@@ -124,7 +125,7 @@ class DatabaseConfig(_Section):
 
 
 class RedisConfig(_Section):
-    url: str | None = Field(None, description="redis://host:port/db; unset keeps live state in memory")
+    url: str | None = Field(None, description="redis://host:port/db; reserved for several nodes, read by nothing yet (live state is in memory)")
 
     @field_validator("url")
     @classmethod
@@ -162,9 +163,14 @@ class AcdConfig(_Section):
     max_missed_offers: int = Field(2, ge=1, le=20, description="ring-no-answers in a row before not ready")
 
 
+# The routing defaults have one home, the ACD's own settings; the configuration shows them to users.
+_QUEUE = QueueSettings()
+_OVERFLOW = OverflowSettings()
+
+
 class Overflow(_Section):
-    after_seconds: int = Field(600, ge=1, description="max wait before the overflow applies")
-    target: str = Field("callback", description="'queue:NAME', 'callback' or 'hangup' (or 'voicemail')")
+    after_seconds: int = Field(int(_OVERFLOW.after_seconds), ge=1, description="max wait before the overflow applies")
+    target: str = Field(_OVERFLOW.target, description="'queue:NAME', 'callback' or 'hangup' (or 'voicemail')")
 
     @field_validator("target")
     @classmethod
@@ -176,20 +182,20 @@ class Overflow(_Section):
 
 class QueueConfig(_Section):
     name: str = Field("", description="display name; the table key is the queue's id")
-    strategy: Literal["longest_idle", "round_robin", "fewest_calls", "least_talk_time"] = "longest_idle"
-    service_level_seconds: int = Field(20, ge=1, le=3600)
-    service_level_target: float = Field(0.8, gt=0, le=1)
-    max_length: int = Field(0, ge=0, description="0 means unlimited")
+    strategy: Literal["longest_idle", "round_robin", "fewest_calls", "least_talk_time"] = _QUEUE.strategy  # type: ignore[assignment]
+    service_level_seconds: int = Field(int(_QUEUE.service_level_seconds), ge=1, le=3600)
+    service_level_target: float = Field(_QUEUE.service_level_target, gt=0, le=1)
+    max_length: int = Field(_QUEUE.max_length, ge=0, description="0 means unlimited")
     overflow: Overflow | None = None
-    when_no_agents: Literal["join", "refuse", "overflow"] = "join"
-    leave_when_empty: bool = False
-    wrapup_seconds: int = Field(30, ge=0, le=3600, description="after-call work time of the timed modes")
+    when_no_agents: Literal["join", "refuse", "overflow"] = _QUEUE.when_no_agents  # type: ignore[assignment]
+    leave_when_empty: bool = _QUEUE.leave_when_empty
+    wrapup_seconds: int = Field(int(_QUEUE.wrapup_seconds), ge=0, le=3600, description="after-call work time of the timed modes")
     after_call_work: Literal["timed", "timed_extendable", "until_disposed", "optional"] = Field(
-        "timed", description="timed: wrap-up for wrapup_seconds; timed_extendable: the agent may extend it; "
+        _QUEUE.after_call_work, description="timed: wrap-up for wrapup_seconds; timed_extendable: the agent may extend it; "
         "until_disposed: wrap-up until the disposition is saved; optional: available at once")
-    wrapup_extension_seconds: int = Field(30, ge=1, le=3600, description="one extension (timed_extendable)")
-    wrapup_max_extensions: int = Field(2, ge=0, le=20, description="extensions per wrap-up (timed_extendable)")
-    ring_timeout_seconds: int = Field(15, ge=3, le=300)
+    wrapup_extension_seconds: int = Field(int(_QUEUE.wrapup_extension_seconds), ge=1, le=3600, description="one extension (timed_extendable)")
+    wrapup_max_extensions: int = Field(_QUEUE.wrapup_max_extensions, ge=0, le=20, description="extensions per wrap-up (timed_extendable)")
+    ring_timeout_seconds: int = Field(int(_QUEUE.ring_timeout_seconds), ge=3, le=300)
     required_skills: dict[str, SkillLevel] = Field(default_factory=dict)
     relax_after_seconds: list[int] = Field(
         default_factory=list, description="waits after which every required level drops by one"
@@ -202,6 +208,7 @@ class QueueConfig(_Section):
         if value is not None and (len(value) != 1 or value not in "0123456789*#"):
             raise ValueError("must be one key: 0-9, * or #")
         return value
+    # The product announces by default; the engine alone (simulations, explanations) does not.
     announce_every_seconds: int = Field(60, ge=0, description="position/estimated-wait announcements; 0 turns off")
 
     @field_validator("relax_after_seconds")
@@ -343,7 +350,13 @@ class Settings(_Section):
         return (queue.name if queue and queue.name else qid) if queue else qid
 
 
-class _CrossReferenceErrors(ValueError):
+class _CrossReferenceErrors(ConfigError, ValueError):
+    """The cross-reference problems of one configuration, carried through pydantic to :func:`validate`.
+
+    A :class:`ValueError` because pydantic turns only that (and ``AssertionError``) raised in a
+    validator into a validation error; :func:`validate` unpacks ``problems`` into its message.
+    """
+
     def __init__(self, problems: list[tuple[tuple[str, ...], str]]):
         super().__init__("; ".join(msg for _, msg in problems))
         self.problems = problems

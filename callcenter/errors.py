@@ -1,5 +1,7 @@
 """One exception root for the application packages, so the CLI can turn any of them into a clean message."""
 
+__all__ = ["CallCenterError", "ConfigError", "DatabaseError", "NotFound"]
+
 
 class CallCenterError(Exception):
     """Base of every error the command line reports without a traceback."""
@@ -14,7 +16,11 @@ class ConfigError(CallCenterError):
 
 
 class DatabaseError(CallCenterError):
-    """The database is unreachable, not migrated, or refused a write."""
+    """The database is unreachable, not migrated, or refused a write.
+
+    The root of the exceptions :mod:`callcenter.db` defines; it lives here so that code outside that
+    package can catch it without loading SQLAlchemy.
+    """
 
 
 class NotFound(CallCenterError):

@@ -46,7 +46,7 @@ from ivr.ports import (
     run_lookup,
 )
 from ivr.session import IvrRecord, IvrSession, PathStep, luhn_valid, mod11_valid
-from ivr.speech import FRAGMENTS, say_date, say_digits, say_money, say_number, say_time
+from ivr.speech import FRAGMENTS, SpeechError, say_date, say_digits, say_money, say_number, say_time
 
 __all__ = [
     # session
@@ -107,4 +107,5 @@ __all__ = [
     "IvrError",
     "MenuError",
     "SessionError",
+    "SpeechError",
 ]

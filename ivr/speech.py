@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
+from ivr.errors import IvrError
+
 SPEECH_LANGUAGES = ("zh", "en")
 SAY_KINDS = ("digits", "number", "money", "date", "time")
 
@@ -100,8 +102,12 @@ FRAGMENTS: dict[str, dict[str, str]] = {"zh": _zh_fragments(), "en": _en_fragmen
 """Fragment prompt id -> the text recorded for it, per language."""
 
 
-class SpeechError(ValueError):
-    """A value cannot be spoken (unsupported language, out of range)."""
+class SpeechError(IvrError, ValueError):
+    """A value cannot be spoken (unsupported language, out of range).
+
+    Also a :class:`ValueError` (a value that cannot be spoken is a bad value), so callers that catch
+    ``ValueError`` keep working.
+    """
 
 
 def _check_language(language: str) -> None:

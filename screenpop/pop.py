@@ -87,6 +87,19 @@ def pop_kind(candidates: int) -> PopKind:
     return "new" if candidates == 0 else ("customer" if candidates == 1 else "choose")
 
 
+def choose_pop_kind(*, has_profile: bool, candidates: int) -> PopKind:
+    """The kind of pop to show, once the caller's profile (if any) and the number's owners are looked up.
+
+    A loaded profile wins (the IVR may have identified the caller on a shared number). A single
+    owner whose profile did not load was deleted between the two look-ups: a new contact, not an
+    empty customer pop.
+    """
+    if has_profile:
+        return "customer"
+    kind = pop_kind(candidates)
+    return "new" if kind == "customer" else kind
+
+
 def ivr_route(path: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> tuple[str, ...]:
     """The menu nodes the caller went through, in order, each once per visit."""
     route: list[str] = []

@@ -21,6 +21,7 @@ from rich.text import Text
 from screenpop.numbers import display
 from screenpop.pop import CallContext, CustomerCandidate, ScreenPop
 from screenpop.profile import CustomerProfile
+from screenpop.text import format_duration
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _TIER_STYLE = {"vip": "bold magenta", "gold": "bold yellow", "silver": "bold white", "standard": "dim"}
@@ -195,15 +196,6 @@ def render_profile(
 # --------------------------------------------------------------------------- the live pop
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def render_call_context(call: CallContext, *, region: str = "CN", repeat: int = 0, repeat_hours: float = 24) -> RenderableType:
     """This call: who the network says is calling, the queue, the wait, the IVR route and keys."""
     grid = Table.grid(padding=(0, 2))
@@ -222,7 +214,7 @@ def render_call_context(call: CallContext, *, region: str = "CN", repeat: int = 
     if call.callback_number:
         grid.add_row("Callback", safe_text(display(call.callback_number, region), "bold yellow"))
     queue = safe_text(call.queue_name or call.queue or "—")
-    queue.append(f"   waited {_duration(call.waited_seconds)}")
+    queue.append(f"   waited {format_duration(call.waited_seconds, missing='—')}")
     grid.add_row("Queue", queue)
     route = call.route
     grid.add_row("IVR", safe_text(" → ".join(route) if route else "—", limit=200))

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any, TypeVar
 
+from screenpop.errors import ScreenpopError
 from screenpop.pop import AgentCallback, CustomerCandidate, RecentContact, ScreenPop
 from screenpop.profile import CustomerProfile
 
@@ -24,8 +25,12 @@ __all__ = ["WireError", "to_wire", "from_wire", "pop_to_wire", "pop_from_wire", 
            "profile_from_wire", "candidate_from_wire", "callback_from_wire", "contact_from_wire"]
 
 
-class WireError(ValueError):
-    """A dict that does not describe the expected value."""
+class WireError(ScreenpopError, ValueError):
+    """A dict that does not describe the expected value.
+
+    Also a :class:`ValueError` (the value on the wire is bad), so callers that catch ``ValueError``
+    keep working.
+    """
 
 
 def to_wire(value: Any) -> Any:

@@ -23,6 +23,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CONFIG = REPO / "config" / "callcenter.toml"
+# Tests on real SIP, real timers and several processes each: with pytest-xdist (make test) they run
+# one after another on one worker, so none of them competes with another for the CPU.
+REAL_SIP = ("front", "e2e", "telephony")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if parts and parts[0] in REAL_SIP:
+            item.add_marker(pytest.mark.xdist_group("real-sip"))
 
 
 def _free_port() -> int:

@@ -138,3 +138,20 @@ def test_cli_config_check_exit_codes(sqlite_cli, tmp_path):
 def test_cli_set_flag_errors_cleanly(sqlite_cli):
     result = sqlite_cli("--set", "nonsense", "config", "check")
     assert result.code == 2 and "KEY.PATH=VALUE" in result.err and "Traceback" not in result.err
+
+
+def test_queue_choices_and_defaults_have_one_home_in_the_acd_settings():
+    """The configuration offers what the engine accepts, with the engine's defaults (announcements aside)."""
+    import typing
+
+    from acd.settings import AFTER_CALL_WORK, STRATEGIES, WHEN_NO_AGENTS, OverflowSettings, QueueSettings
+    from callcenter.config import Overflow, QueueConfig
+
+    fields = QueueConfig.model_fields
+    assert typing.get_args(fields["strategy"].annotation) == STRATEGIES
+    assert typing.get_args(fields["when_no_agents"].annotation) == WHEN_NO_AGENTS
+    assert typing.get_args(fields["after_call_work"].annotation) == AFTER_CALL_WORK
+    engine, configured = QueueSettings(), QueueSettings.from_config(QueueConfig())
+    assert {k: v for k, v in configured.to_dict().items() if k != "announce_every_seconds"} == \
+        {k: v for k, v in engine.to_dict().items() if k != "announce_every_seconds"}
+    assert OverflowSettings(**Overflow().model_dump()) == OverflowSettings()

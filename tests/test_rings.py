@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 FORBIDDEN = ("textual", "pjsua2", "sqlalchemy", "redis", "websockets", "psycopg", "alembic")
-PURE = ("acd", "ivr", "screenpop", "callcenter.core", "callcenter.config")
+PURE = ("acd", "ivr", "screenpop", "callcenter.core", "callcenter.config", "callcenter.clock", "callcenter.dispositions")
 
 
 def test_pure_packages_load_no_io_library():
@@ -40,3 +40,34 @@ def test_sqlalchemy_is_imported_only_by_callcenter_db():
         if "import sqlalchemy" in text or "from sqlalchemy" in text:
             offenders.append(str(rel))
     assert offenders == []
+
+
+def test_core_imports_nothing_from_the_adapters_or_the_consoles():
+    """The call flow depends on ports (``callcenter.core.ports``), never on telephony, CTI, db or tui."""
+    import pkgutil
+
+    import callcenter.core
+
+    modules = ["callcenter.core"] + [m.name for m in pkgutil.walk_packages(callcenter.core.__path__, "callcenter.core.")]
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['callcenter', 'telephony'], ['callcenter', 'cti'], ['callcenter', 'db'], ['callcenter', 'tui']))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [], f"callcenter.core loaded {out}"
+    assert "callcenter.core.call_flow" in modules and "callcenter.core.telephony_protocol" in modules
+
+
+def test_core_dispatch_tables_name_every_event_and_action_they_take():
+    import acd
+    from callcenter.core import telephony_protocol as tp
+    from callcenter.core.contact_center import ContactCenter
+
+    assert ContactCenter.EVENT_HANDLERS and all(issubclass(t, tp.Event) for t in ContactCenter.EVENT_HANDLERS)
+    actions = {getattr(acd, name) for name in acd.__all__ if isinstance(getattr(acd, name), type)
+               and issubclass(getattr(acd, name), acd.Action) and getattr(acd, name) is not acd.Action}
+    assert set(ContactCenter.ACTION_HANDLERS) <= actions
+    unhandled = {t.__name__ for t in actions - set(ContactCenter.ACTION_HANDLERS)}
+    assert unhandled == set(), f"ACD actions the contact center ignores: {unhandled}"

@@ -12,13 +12,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from callcenter.clock import utcnow
 from callcenter import bootstrap
 from callcenter.cli import app, console, err_console, escape, state
 from callcenter.customer_csv import (
     COLUMNS, AtomicOutput, CsvPathError, CsvReadStats, CustomerRecord, RejectedRow, open_customer_csv, read_customers,
     shown, write_rejects,
 )
-from callcenter.db.customers import BatchResult, count_customers, export_rows, find_customers, load_profile, upsert_customers
+from callcenter.db.customer_import import BatchResult, export_rows, upsert_customers
+from callcenter.db.customer_profile import load_profile
+from callcenter.db.directory import count_customers, find_customers
 from callcenter.db.models import AuditEntry
 from callcenter.logsafe import log_safe
 from callcenter.errors import CallCenterError, NotFound
@@ -306,5 +309,5 @@ def show_cmd(
             return
         profile = load_profile(session, matches[0].customer_id)
     console.print(
-        render_profile(profile, now=bootstrap.now(), region=settings.center.default_region, zone=bootstrap.center_zone(settings))
+        render_profile(profile, now=utcnow(), region=settings.center.default_region, zone=bootstrap.center_zone(settings))
     )

@@ -11,9 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from callcenter.clock import utcnow
 from callcenter import bootstrap
 from callcenter.cli import app, console, err_console, state
-from callcenter.db.customers import load_profile
+from callcenter.db.customer_profile import load_profile
 from callcenter.db.demo import generate
 from callcenter.db.overview import overview
 from callcenter.errors import CallCenterError
@@ -41,7 +42,7 @@ def demo_data(
             db,
             customers,
             seed=seed,
-            now=bootstrap.now(),
+            now=utcnow(),
             agent_ids=[a for a, cfg in settings.agents.items() if cfg.role == "agent"],
             queues=list(settings.queues),
             dispositions=list(settings.dispositions),
@@ -60,7 +61,7 @@ def overview_cmd(ctx: typer.Context) -> None:
     """Summary of the contact center: queues, agents, hours, dispositions, customers and a sample screen pop."""
     settings = state(ctx).settings
     db = bootstrap.database(settings)
-    now = bootstrap.now()
+    now = utcnow()
     zone = bootstrap.center_zone(settings)
     facts = overview(db, now)
 

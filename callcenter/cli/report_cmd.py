@@ -11,9 +11,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from callcenter.clock import utcnow
 from callcenter import bootstrap
 from callcenter.cli import app, console, state
 from callcenter.errors import CallCenterError
+from screenpop.text import format_duration
 
 def _date(value: str | None, option: str) -> dt.date | None:
     if value is None:
@@ -59,7 +61,7 @@ def report_cmd(
 
     settings = state(ctx).settings
     zone = settings.hours.timezone
-    today = bootstrap.now().astimezone(bootstrap.center_zone(settings)).date()
+    today = utcnow().astimezone(bootstrap.center_zone(settings)).date()
     first_day = _date(first, "--from") or today
     last_day = _date(last, "--to") or first_day
     if last_day < first_day:
@@ -74,7 +76,7 @@ def report_cmd(
             queue_names={q: c.name or q for q, c in settings.queues.items()},
             agent_names={a: c.name for a, c in settings.agents.items()},
             dispositions={code: (d.label, d.outcome) for code, d in settings.dispositions.items()},
-            now=bootstrap.now(),
+            now=utcnow(),
         )
     finally:
         db.dispose()
@@ -164,7 +166,7 @@ def print_report(report) -> None:
                    "Dispositions"):
         t.add_column(column, justify="left" if column in ("Agent", "Name") else "right")
     for a in report.agents:
-        t.add_row(Text(a.agent_id), Text(a.name), str(a.answered), _clock(a.talk), _sec(a.avg_talk), _sec(a.avg_wrap),
+        t.add_row(Text(a.agent_id), Text(a.name), str(a.answered), format_duration(a.talk, hours="always"), _sec(a.avg_talk), _sec(a.avg_wrap),
                   _sec(a.aht), str(a.missed_offers), str(a.dispositions))
     if not report.agents:
         t.add_row(Text("no agent activity", style="dim"), *[""] * 8)
@@ -196,9 +198,3 @@ def print_report(report) -> None:
     if not report.half_hours:
         t.add_row(Text("no calls", style="dim"), "", "", "", "", "", "")
     console.print(t)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"

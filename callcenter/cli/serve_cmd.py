@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from callcenter.clock import utcnow
 from callcenter import bootstrap
 from callcenter.cli import app, console, err_console, state
 from callcenter.errors import CallCenterError
@@ -117,7 +118,7 @@ def demo_calls(
     if workers is None:
         # Each caller holds two legs for about the IVR (~25 s) plus the talk time; 4 legs a worker.
         workers = max(bootstrap.worker_count(settings), -(-int(rate * (talk + 25) * 2) // 4) + 1)
-    started = bootstrap.now()
+    started = utcnow()
     desk = _DeskPlan(pin=desk_pin, seed=seed, config=state(ctx).config_path, wind_down=talk + 30)
     asyncio.run(_serve(settings, workers, duration, False, traffic, desk))
     _summary(settings, started, desk.desks)

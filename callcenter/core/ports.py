@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any, Protocol
+
+from callcenter.clock import utcnow
+from callcenter.core import telephony_protocol as tp
 
 
 class ContactStore(Protocol):
@@ -106,7 +111,7 @@ class InMemoryContactStore:
         closed = 0
         for call_id, row in self.rows.items():
             if row["ended_at"] is None and (call_ids is None or call_id in call_ids):
-                row.update(ended_at=at or dt.datetime.now(dt.UTC), outcome=reason)
+                row.update(ended_at=at or utcnow(), outcome=reason)
                 closed += 1
         return closed
 
@@ -163,3 +168,83 @@ class InMemoryContactStore:
 
     def event_names(self, call_id: str | None = None) -> list[str]:
         return [e[0] for e in self.events if call_id is None or e[2] == call_id]
+
+
+class Telephony(Protocol):
+    """What the control process needs from telephony; ``callcenter.telephony.pool.WorkerPool`` and its in-memory twin ``FakeTelephony``."""
+
+    events: asyncio.Queue
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def send(self, command: tp.Command, *, worker: str | None = None) -> str: ...
+
+    def dial(self, uri: str, *, peer: str | None = None, caller_id: str = "", display_name: str = "",
+             timeout: float = 30.0, worker: str | None = None) -> str: ...
+
+    def free_legs(self, worker: str | None = None) -> int: ...
+
+    def worker_of(self, leg: str) -> str | None: ...
+
+
+class CenterPort(Protocol):
+    """What the consoles' server (CTI) may ask of the contact center: the agent desk, supervision and a
+    read-only view of the ACD and the calls for the dashboard. ``ContactCenter`` is the one implementation;
+    every rule (who may do what on which call) is answered here, never decided again by the caller."""
+
+    engine: Any  # acd.AcdEngine, read for statistics only
+    calls: Mapping[str, Any]  # call id -> callcenter.core.calls.Call, read only
+    counters: Mapping[str, int]
+    last_call_of_agent: Mapping[str, str]
+
+    def now(self) -> dt.datetime: ...
+
+    async def drain(self) -> None: ...
+
+    # the agent desk
+    def agent_snapshot(self, agent_id: str) -> dict[str, Any]: ...
+
+    def login(self, agent_id: str, *, phone: str | None = None, not_ready_reason: str | None = None) -> None: ...
+
+    def logout(self, agent_id: str) -> None: ...
+
+    def ready(self, agent_id: str) -> None: ...
+
+    def not_ready(self, agent_id: str, reason: str) -> None: ...
+
+    def end_wrap_up(self, agent_id: str) -> None: ...
+
+    def extend_wrap_up(self, agent_id: str) -> dict[str, Any]: ...
+
+    def wrap_up_of(self, agent_id: str) -> dict[str, Any] | None: ...
+
+    def hang_up(self, agent_id: str) -> bool: ...
+
+    def hold(self, agent_id: str) -> bool: ...
+
+    def unhold(self, agent_id: str) -> bool: ...
+
+    def transfer(self, agent_id: str, target: str) -> bool: ...
+
+    def dial(self, agent_id: str, number: str, *, callback_id: int | None = None, customer_id: int | None = None,
+             queue: str | None = None, display_name: str | None = None) -> bool: ...
+
+    def dispose(self, agent_id: str, call_id: str, code: str, notes: str | None = None,
+                callback: dict[str, Any] | None = None) -> None: ...
+
+    def owed_list(self, agent_id: str) -> list[dict[str, Any]]: ...
+
+    def may(self, agent_id: str, action: str, call_id: str) -> bool: ...
+
+    def belongs_to_another(self, agent_id: str, call_id: str) -> bool: ...
+
+    def keep_notes(self, agent_id: str, call_id: str, text: str) -> None: ...
+
+    def link_customer(self, call_id: str, customer_id: int) -> None: ...
+
+    # supervision
+    def force_state(self, supervisor: str, agent_id: str, state: str, reason: str | None = None) -> dict[str, Any]: ...
+
+    def set_skills(self, supervisor: str, agent_id: str, skills: dict[str, int]) -> dict[str, Any]: ...

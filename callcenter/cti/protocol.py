@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from callcenter.cti.errors import CtiError
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
@@ -141,7 +143,7 @@ EVENTS = (
 )
 
 
-class ProtocolError(Exception):
+class ProtocolError(CtiError):
     """A request the server answers with an error; ``code`` is one of :data:`ERROR_CODES`."""
 
     def __init__(self, code: str, message: str, **extra: Any) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from callcenter.db.engine import Database
-from callcenter.db.models import AuditEntry, Callback, Disposition, Interaction, QueueEvent, utcnow
+from callcenter.db.models import AuditEntry, Callback, Disposition, Interaction, QueueEvent
+from callcenter.clock import utcnow
 
 _INTERACTION_FIELDS = {
     "queue", "agent_id", "customer_id", "queued_at", "offered_at", "answered_at", "ended_at", "wait_seconds",

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, literal, select
 
+from callcenter.clock import as_utc, utcnow
 from callcenter.db.engine import Database
 from callcenter.db.models import Callback, Disposition, Interaction, QueueEvent
 
@@ -37,9 +38,6 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return (num or 0) / den if den else None
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive UTC; PostgreSQL aware times."""
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 class _Row:
@@ -172,7 +170,7 @@ def build_report(
     outcome) for the breakdown's labels; ``queue`` narrows everything to one queue.
     """
     start, end = day_range(first_day, last_day, zone)
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     queue_names = queue_names or {}
     agent_names = agent_names or {}
     dispositions = dispositions or {}
@@ -271,7 +269,7 @@ def build_report(
 def _half_hours(calls: list, zone: ZoneInfo, sl_seconds: Mapping[str, float], default: float) -> list[HalfHour]:
     buckets: dict[dt.datetime, list[int]] = {}
     for qid, queued_at, was_answered, wait, outcome in calls:
-        local = _utc(queued_at).astimezone(zone)
+        local = as_utc(queued_at).astimezone(zone)
         start = local.replace(minute=30 if local.minute >= 30 else 0, second=0, microsecond=0)
         b = buckets.setdefault(start, [0, 0, 0, 0])
         b[0] += 1

@@ -22,7 +22,7 @@ flood sources) and counters (403, 513, 4xx), fetched over the same private socke
 :attr:`KamailioFront.counters`, and the queued reports are handed to ``on_report``. Kamailio's log
 is never read for reports: it quotes network text. It is relayed escaped (:mod:`callcenter.logsafe`).
 :func:`blocked_call` turns a ``blocked`` report into the
-:class:`~callcenter.telephony.protocol.CallRefused` event the control process records as a blocked
+:class:`~callcenter.core.telephony_protocol.CallRefused` event the control process records as a blocked
 call.
 
 Kamailio runs with SIGTERM blocked: a stop signal sent to every process of the service (systemd's
@@ -59,7 +59,7 @@ from callcenter.front.plan import (
     parse_counters, parse_report,
 )
 from callcenter.logsafe import log_safe
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 
 __all__ = ["FrontError", "KamailioFront", "blocked_call", "find_kamailio", "resolve_front", "INSTALL_HINT"]
 

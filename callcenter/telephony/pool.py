@@ -5,7 +5,7 @@ on SIP port ``base_port + i`` with its own RTP range (``rtp_ports`` ports, then 
 pjsua's range includes its end port). Every event of every worker lands in one
 :class:`asyncio.Queue` (``pool.events``), stamped with the worker's name. Commands go to the
 worker that owns the leg they name. A worker that dies (or stops answering pings) is restarted
-with backoff, and the pool puts :class:`~callcenter.telephony.protocol.WorkerDied` listing the legs
+with backoff, and the pool puts :class:`~callcenter.core.telephony_protocol.WorkerDied` listing the legs
 lost with it in the queue, so the control process can close those calls and free their agents.
 No other worker notices.
 
@@ -27,38 +27,25 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+
 
 from callcenter.logsafe import log_safe
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
+from callcenter.core.ports import Telephony
 from callcenter.telephony.admission import LegBudget
+from callcenter.telephony.errors import TelephonyError
 
 __all__ = ["Telephony", "WorkerPool", "WorkerInfo", "WorkerStartError", "FakeTelephony"]
 
 log = logging.getLogger("callcenter.telephony.pool")
 
 
-class WorkerStartError(RuntimeError):
-    """A worker could not be started (port in use, pjsua2 missing...); the message has its log."""
+class WorkerStartError(TelephonyError, RuntimeError):
+    """A worker could not be started (port in use, pjsua2 missing...); the message has its log.
 
-
-class Telephony(Protocol):
-    """What the control process needs from telephony; :class:`WorkerPool` and :class:`FakeTelephony`."""
-
-    events: asyncio.Queue
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def send(self, command: p.Command, *, worker: str | None = None) -> str: ...
-
-    def dial(self, uri: str, *, peer: str | None = None, caller_id: str = "", display_name: str = "",
-             timeout: float = 30.0, worker: str | None = None) -> str: ...
-
-    def free_legs(self, worker: str | None = None) -> int: ...
-
-    def worker_of(self, leg: str) -> str | None: ...
+    Also a :class:`RuntimeError`, so callers that catch ``RuntimeError`` around a pool start keep
+    working.
+    """
 
 
 @dataclass(frozen=True)
@@ -352,7 +339,7 @@ class WorkerPool:
             w.last_seen = time.monotonic()
             try:
                 event = p.decode(line)
-            except p.ProtocolError as exc:
+            except p.MalformedMessage as exc:
                 log.error("%s: bad event line: %s", w.name, log_safe(exc))
                 continue
             if not isinstance(event, p.Event) or isinstance(event, p.WorkerDied):

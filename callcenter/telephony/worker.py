@@ -6,7 +6,7 @@ Run by :class:`callcenter.telephony.pool.WorkerPool`, or by hand::
         --rtp-start 20000 --rtp-end 20099 --legs 4
 
 Commands arrive as JSON lines on stdin and events leave as JSON lines on stdout
-(:mod:`callcenter.telephony.protocol`); logs go to stderr. stdin closing (the control process
+(:mod:`callcenter.core.telephony_protocol`); logs go to stderr. stdin closing (the control process
 died) makes the worker hang up and exit, so a worker never outlives its parent.
 
 This is the only module of the project that imports ``pjsua2``. Rules it follows (see
@@ -28,13 +28,13 @@ import queue
 import signal
 import sys
 import threading
-import time
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 from callcenter.telephony.admission import LegBudget, RateLimiter
+from callcenter.telephony.legs import Leg, Recording, Refused, monotonic, pj_reason
+from callcenter.telephony.sip_text import from_uri, guess_id, parse_invite
+from callcenter.telephony.worker_media import MediaCommands
 
 log = logging.getLogger("callcenter.telephony.worker")
 
@@ -49,63 +49,13 @@ CANCEL_LINGER = 32.0
 PJ_ETOOMANY = 70010
 ENDING_WATCHDOG = 40.0
 """Seconds after a hangup by which pjsua must have reported the call disconnected."""
-HEADERS_KEPT = (
-    "user-agent", "p-asserted-identity", "p-preferred-identity", "remote-party-id", "diversion",
-    "history-info", "referred-by", "subject", "priority", "organization", "call-info", "alert-info",
-)
-MAX_X_HEADERS = 6
-COMPACT = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "v": "via", "s": "subject"}
-
-
-def _now() -> float:
-    return time.monotonic()
-
-
 # ------------------------------------------------------------------------------- leg bookkeeping
-
-
-@dataclass
-class Playback:
-    id: str
-    files: tuple[str, ...]
-    loop: bool
-    index: int = 0
-    token: int = 0
-    player: object | None = None  # the _Player playing files[index]
-
-
-@dataclass
-class Recording:
-    conversation: str
-    path: str
-    legs: tuple[str, ...]
-    recorder: object
-    started: float
-
-
-@dataclass
-class Leg:
-    id: str
-    incoming: bool
-    created: float
-    state: str = "new"  # arriving, answering, calling, early, confirmed, ending, refused
-    peer: str | None = None
-    answered_at: float | None = None
-    deadline: float | None = None  # decision deadline (incoming) or ring timeout (outgoing)
-    ringing_sent: bool = False
-    media_active: bool = False
-    end_cause: str | None = None
-    end_status: int | None = None
-    end_reason: str | None = None
-    playback: Playback | None = None
-    bridged: set[str] = field(default_factory=set)
-    waiting: list[p.Command] = field(default_factory=list)  # commands held until media is up
 
 
 # ------------------------------------------------------------------------------------- the worker
 
 
-class Worker:
+class Worker(MediaCommands):
     """State and behaviour of one worker; everything here runs on the pjsua2 thread."""
 
     def __init__(self, args: argparse.Namespace, ipc_out: int) -> None:
@@ -173,8 +123,8 @@ class Worker:
                 continue
             try:
                 msg = p.decode(line)
-            except p.ProtocolError as exc:
-                self.emit(p.CommandFailed(command_id=_guess_id(line), command="", reason=str(exc)))
+            except p.MalformedMessage as exc:
+                self.emit(p.CommandFailed(command_id=guess_id(line), command="", reason=str(exc)))
                 continue
             if not isinstance(msg, p.Command):
                 self.emit(p.CommandFailed(command_id="", command=type(msg).__name__, reason="not a command"))
@@ -189,6 +139,7 @@ class Worker:
         import pjsua2 as pj
 
         self.pj = pj
+        self.player_class = _Player  # prompts (worker_media.py) create players of this class
         ep = pj.Endpoint()
         ep.libCreate()
         cfg = pj.EpConfig()
@@ -246,7 +197,7 @@ class Worker:
             self.start()
         except Exception as exc:  # noqa: BLE001 - e.g. the SIP port is taken
             log.error("cannot start on %s:%d (RTP %d-%d): %s", self.args.address, self.args.port,
-                      self.args.rtp_start, self.args.rtp_end, _pj_reason(exc))
+                      self.args.rtp_start, self.args.rtp_end, pj_reason(exc))
             if getattr(self, "ep", None) is not None:
                 self.account = None
                 gc.collect()
@@ -259,7 +210,7 @@ class Worker:
             self.ep.libHandleEvents(POLL_MS)
             self._drain_inbox()
             self._drain_commands()
-            now = _now()
+            now = monotonic()
             if now >= self._next_timer:
                 self._timers(now)
                 self._next_timer = now + 0.05
@@ -290,8 +241,8 @@ class Worker:
                 self.ep.hangupAllCalls()
             except Exception:  # noqa: BLE001
                 pass
-            end = _now() + 1.0
-            while self.calls and _now() < end:
+            end = monotonic() + 1.0
+            while self.calls and monotonic() < end:
                 self.ep.libHandleEvents(POLL_MS)
             self._drain_inbox()
         self.calls.clear()
@@ -310,7 +261,7 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        self.stop_deadline = _now() + grace
+        self.stop_deadline = monotonic() + grace
         for leg in list(self.legs.values()):
             if leg.state not in ("ending", "refused"):
                 self._hangup(leg, cause="shutdown", status=503 if leg.state == "arriving" else None)
@@ -330,19 +281,19 @@ class Worker:
             leg = self.legs.get(leg_id)
             if leg is None or leg.state == "arriving":
                 self.budget.release(leg_id)
-                self.legs[leg_id] = Leg(leg_id, True, _now(), state="refused")
+                self.legs[leg_id] = Leg(leg_id, True, monotonic(), state="refused")
                 try:
                     self._answer(call, 500, "Server Internal Error")
                 except Exception:  # noqa: BLE001
                     pass
 
     def _admit_or_refuse(self, call, leg_id: str, prm) -> None:
-        now = _now()
+        now = monotonic()
         try:
             raw = prm.rdata.wholeMsg
         except Exception:  # noqa: BLE001 - undecodable bytes
             raw = ""
-        info = _parse_invite(raw)
+        info = parse_invite(raw)
         try:
             ci = call.getInfo()
             call_id, remote_uri, local_uri = ci.callIdString, ci.remoteUri, ci.localUri
@@ -439,7 +390,7 @@ class Worker:
         elif kind == "confirmed":
             if leg.state != "ending" and leg.answered_at is None:
                 leg.state = "confirmed"
-                leg.answered_at = _now()
+                leg.answered_at = monotonic()
                 leg.deadline = None
                 self.emit(p.LegAnswered(leg=leg.id))
                 self._release_waiting(leg)
@@ -465,7 +416,7 @@ class Worker:
                 self._advance_playback(leg)
 
     def _ended(self, leg: Leg, status: int, reason: str) -> None:
-        now = _now()
+        now = monotonic()
         state = leg.state
         self.legs.pop(leg.id, None)
         self.budget.release(leg.id)
@@ -508,7 +459,7 @@ class Worker:
                     try:
                         self._answer(call, 503, "Service Unavailable", retry_after=1)
                     except self.pj.Error as exc:
-                        log.warning("%s: refusing: %s", leg.id, _pj_reason(exc))
+                        log.warning("%s: refusing: %s", leg.id, pj_reason(exc))
             elif leg.state == "arriving":
                 log.warning("%s: no answer/reject from the control process in time: 503", leg.id)
                 self._hangup(leg, cause="timeout", status=503, reason="no decision", retry_after=1)
@@ -540,7 +491,7 @@ class Worker:
                 continue  # stdin closed; parent_gone is set
             try:
                 self._dispatch(cmd)
-            except _Refused as exc:
+            except Refused as exc:
                 self._fail(cmd, str(exc), getattr(cmd, "leg", None))
             except Exception as exc:  # noqa: BLE001
                 log.exception("command %s failed", type(cmd).__name__)
@@ -553,9 +504,9 @@ class Worker:
     def _leg(self, leg_id: str) -> Leg:
         leg = self.legs.get(leg_id)
         if leg is None or leg.state == "refused":
-            raise _Refused(f"no leg {leg_id!r} on this worker")
+            raise Refused(f"no leg {leg_id!r} on this worker")
         if leg.state == "ending":
-            raise _Refused(f"leg {leg_id!r} is ending")
+            raise Refused(f"leg {leg_id!r} is ending")
         return leg
 
     def _dispatch(self, cmd: p.Command) -> None:
@@ -566,17 +517,17 @@ class Worker:
         elif isinstance(cmd, p.AnswerCall):
             leg = self._leg(cmd.leg)
             if leg.state != "arriving":
-                raise _Refused(f"leg {leg.id} is not waiting to be answered ({leg.state})")
+                raise Refused(f"leg {leg.id} is not waiting to be answered ({leg.state})")
             call = self.calls.get(leg.id)
             if call is None:
-                raise _Refused(f"leg {leg.id} is gone")
+                raise Refused(f"leg {leg.id} is gone")
             self._answer(call, 200)
             leg.state = "answering"
             leg.deadline = None
         elif isinstance(cmd, p.RejectCall):
             leg = self._leg(cmd.leg)
             if leg.state != "arriving":
-                raise _Refused(f"leg {leg.id} is not waiting to be answered ({leg.state})")
+                raise Refused(f"leg {leg.id} is not waiting to be answered ({leg.state})")
             self._hangup(leg, cause="rejected", status=cmd.status, reason=cmd.reason, retry_after=cmd.retry_after)
         elif isinstance(cmd, p.Hangup):
             leg = self.legs.get(cmd.leg)
@@ -599,10 +550,10 @@ class Worker:
         elif isinstance(cmd, p.StopRecording):
             rec = self.recordings.get(cmd.conversation)
             if rec is None:
-                raise _Refused(f"no recording {cmd.conversation!r}")
+                raise Refused(f"no recording {cmd.conversation!r}")
             self._finish_recording(rec, emit=True)
         else:
-            raise _Refused(f"unsupported command {type(cmd).__name__}")
+            raise Refused(f"unsupported command {type(cmd).__name__}")
 
     def _media_ready(self, leg: Leg, cmd: p.Command) -> bool:
         """True when the leg's audio is up; else the command waits for it (answered legs only)."""
@@ -612,7 +563,7 @@ class Worker:
             if cmd not in leg.waiting:
                 leg.waiting.append(cmd)
             return False
-        raise _Refused(f"leg {leg.id} is not answered ({leg.state})")
+        raise Refused(f"leg {leg.id} is not answered ({leg.state})")
 
     def _release_waiting(self, leg: Leg) -> None:
         if not leg.media_active or leg.state != "confirmed" or not leg.waiting:
@@ -624,20 +575,11 @@ class Worker:
     def _redispatch(self, cmd: p.Command) -> None:
         try:
             self._dispatch(cmd)
-        except _Refused as exc:
+        except Refused as exc:
             self._fail(cmd, str(exc), getattr(cmd, "leg", None))
         except Exception as exc:  # noqa: BLE001
             log.exception("command %s failed", type(cmd).__name__)
             self._fail(cmd, f"internal error: {exc}", getattr(cmd, "leg", None))
-
-    def _audio(self, leg: Leg):
-        call = self.calls.get(leg.id)
-        if call is None:
-            raise _Refused(f"leg {leg.id} has no call")
-        try:
-            return call.getAudioMedia(-1)
-        except self.pj.Error as exc:
-            raise _Refused(f"leg {leg.id} has no audio: {_pj_reason(exc)}") from None
 
     # -- answer / hang up
 
@@ -667,7 +609,7 @@ class Worker:
         if reason:
             leg.end_reason = reason
         leg.state = "ending"
-        leg.deadline = _now() + ENDING_WATCHDOG
+        leg.deadline = monotonic() + ENDING_WATCHDOG
         self._stop_playback(leg, emit=True)
         if call is None:
             return
@@ -676,109 +618,37 @@ class Worker:
                 self._answer(call, leg.end_status, reason, retry_after)
             else:
                 if not leg.incoming and leg.answered_at is None:
-                    self.last_cancel = _now()  # see _stack_full()
+                    self.last_cancel = monotonic()  # see _stack_full()
                 call.hangup(self.pj.CallOpParam())
         except self.pj.Error as exc:
-            log.warning("%s: hangup: %s", leg.id, _pj_reason(exc))
+            log.warning("%s: hangup: %s", leg.id, pj_reason(exc))
 
     # -- prompts
-
-    def _play(self, cmd: p.PlayPrompts) -> None:
-        leg = self._leg(cmd.leg)
-        for f in cmd.files:
-            if not os.path.isfile(f):
-                raise _Refused(f"no such prompt file: {f}")
-        if not self._media_ready(leg, cmd):
-            return
-        self._stop_playback(leg, emit=True)
-        leg.playback = Playback(cmd.id, tuple(cmd.files), cmd.loop, index=-1)
-        self._advance_playback(leg)
-
-    def _advance_playback(self, leg: Leg) -> None:
-        pb = leg.playback
-        if pb is None:
-            return
-        self._destroy_player(leg, pb)
-        attempts = 0
-        while True:
-            pb.index += 1
-            if pb.index >= len(pb.files):
-                if not pb.loop:
-                    leg.playback = None
-                    self.emit(p.PlaybackFinished(leg=leg.id, playback=pb.id, completed=True))
-                    return
-                pb.index = 0
-            attempts += 1
-            if attempts > len(pb.files) + 1:
-                leg.playback = None
-                self.emit(p.PlaybackFinished(leg=leg.id, playback=pb.id, completed=False))
-                return
-            try:
-                self._start_player(leg, pb)
-                return
-            except _Refused as exc:
-                self.emit(p.CommandFailed(command_id=pb.id, command="PlayPrompts", reason=str(exc), leg=leg.id))
-
-    def _start_player(self, leg: Leg, pb: Playback) -> None:
-        pj = self.pj
-        path = pb.files[pb.index]
-        pb.token += 1
-        player = _Player(self, leg.id, pb.token)
-        try:
-            player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-        except pj.Error as exc:
-            raise _Refused(f"cannot play {path}: {_pj_reason(exc)}") from None
-        pb.player = player
-        try:
-            player.startTransmit(self._audio(leg))
-        except pj.Error as exc:
-            raise _Refused(f"cannot play to {leg.id}: {_pj_reason(exc)}") from None
-
-    def _destroy_player(self, leg: Leg, pb: Playback) -> None:
-        player, pb.player = pb.player, None
-        if player is None:
-            return
-        call = self.calls.get(leg.id)
-        if call is not None:
-            try:
-                player.stopTransmit(call.getAudioMedia(-1))
-            except Exception:  # noqa: BLE001 - media may be gone already
-                pass
-        del player  # pjsua_player_destroy, from the loop, never from onEof2
-
-    def _stop_playback(self, leg: Leg, *, emit: bool) -> None:
-        pb = leg.playback
-        if pb is None:
-            return
-        leg.playback = None
-        self._destroy_player(leg, pb)
-        if emit:
-            self.emit(p.PlaybackFinished(leg=leg.id, playback=pb.id, completed=False))
 
     # -- dial out
 
     def _dial(self, cmd: p.Dial) -> None:
         pj = self.pj
         if self.stopping:
-            raise _Refused("worker is shutting down")
+            raise Refused("worker is shutting down")
         if cmd.leg in self.legs or cmd.leg in self.calls:
-            raise _Refused(f"leg {cmd.leg!r} exists already")
+            raise Refused(f"leg {cmd.leg!r} exists already")
         if self.ep.utilVerifySipUri(cmd.uri) != 0:
-            raise _Refused(f"not a valid SIP URI: {cmd.uri!r}")
+            raise Refused(f"not a valid SIP URI: {cmd.uri!r}")
         if cmd.peer is not None and (cmd.peer not in self.legs or self.legs[cmd.peer].state in ("ending", "refused")):
-            raise _Refused(f"peer leg {cmd.peer!r} is not on this worker")
-        now = _now()
+            raise Refused(f"peer leg {cmd.peer!r} is not on this worker")
+        now = monotonic()
         if self.rate.count(now) >= self.rate.limit:
-            raise _Refused("rate limit: too many new calls on this worker, retry shortly")
+            raise Refused("rate limit: too many new calls on this worker, retry shortly")
         ok = self.budget.attach(cmd.leg, cmd.peer) if cmd.peer else self.budget.admit(cmd.leg)
         if not ok:
-            raise _Refused("no free leg on this worker")
+            raise Refused("no free leg on this worker")
         self.rate.note(now)
         self._report_capacity()
         op = pj.CallOpParam(True)
         op.opt.audioCount = 1
         op.opt.videoCount = 0
-        local = _from_uri(cmd.display_name, cmd.caller_id, self.args.address, self.args.port)
+        local = from_uri(cmd.display_name, cmd.caller_id, self.args.address, self.args.port)
         if local:
             op.txOption.localUri = local
         leg = Leg(cmd.leg, False, now, state="calling", peer=cmd.peer, deadline=now + cmd.timeout)
@@ -794,9 +664,9 @@ class Worker:
             del call
             if getattr(exc, "status", 0) == PJ_ETOOMANY:
                 self._stack_full(now)
-                raise _Refused("no call slot free in the SIP stack (a cancelled call is still closing); "
+                raise Refused("no call slot free in the SIP stack (a cancelled call is still closing); "
                                "retry later") from None
-            raise _Refused(f"cannot dial: {_pj_reason(exc)}") from None
+            raise Refused(f"cannot dial: {pj_reason(exc)}") from None
 
     def _stack_full(self, now: float) -> None:
         """makeCall found every pjsua call slot taken although fewer legs are live.
@@ -814,87 +684,6 @@ class Worker:
         self._report_capacity()
 
     # -- bridge and record
-
-    def _bridge(self, cmd: p.Bridge) -> None:
-        a, b = self._leg(cmd.a), self._leg(cmd.b)
-        if not self._media_ready(a, cmd) or not self._media_ready(b, cmd):
-            return
-        self._stop_playback(a, emit=True)
-        self._stop_playback(b, emit=True)
-        ma, mb = self._audio(a), self._audio(b)
-        try:
-            ma.startTransmit(mb)
-            mb.startTransmit(ma)
-        except self.pj.Error as exc:
-            raise _Refused(f"cannot bridge: {_pj_reason(exc)}") from None
-        a.bridged.add(b.id)
-        b.bridged.add(a.id)
-        self.emit(p.Bridged(a=a.id, b=b.id))
-
-    def _unbridge(self, cmd: p.Unbridge) -> None:
-        a, b = self._leg(cmd.a), self._leg(cmd.b)
-        if b.id not in a.bridged:
-            raise _Refused(f"{a.id} and {b.id} are not bridged")
-        ma, mb = self._audio(a), self._audio(b)
-        try:
-            ma.stopTransmit(mb)
-            mb.stopTransmit(ma)
-        except self.pj.Error as exc:
-            raise _Refused(f"cannot unbridge: {_pj_reason(exc)}") from None
-        a.bridged.discard(b.id)
-        b.bridged.discard(a.id)
-
-    def _start_recording(self, cmd: p.StartRecording) -> None:
-        pj = self.pj
-        if cmd.conversation in self.recordings:
-            raise _Refused(f"recording {cmd.conversation!r} is running already")
-        legs = [self._leg(x) for x in cmd.legs]
-        for leg in legs:
-            if not self._media_ready(leg, cmd):
-                return
-        path = Path(cmd.path)
-        if path.suffix.lower() != ".wav":
-            raise _Refused("recordings are WAV files: the path must end in .wav")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _Refused(f"cannot create {path.parent}: {exc.strerror}") from None
-        recorder = pj.AudioMediaRecorder()
-        try:
-            recorder.createRecorder(str(path))
-        except pj.Error as exc:
-            raise _Refused(f"cannot record to {path}: {_pj_reason(exc)}") from None
-        rec = Recording(cmd.conversation, str(path), tuple(cmd.legs), recorder, _now())
-        self.recordings[cmd.conversation] = rec
-        for leg in legs:
-            try:
-                self._audio(leg).startTransmit(recorder)
-            except pj.Error as exc:
-                self._finish_recording(rec, emit=False)
-                raise _Refused(f"cannot record {leg.id}: {_pj_reason(exc)}") from None
-        self.emit(p.RecordingStarted(conversation=rec.conversation, path=rec.path))
-
-    def _finish_recording(self, rec: Recording, *, emit: bool) -> None:
-        if self.recordings.get(rec.conversation) is not rec:
-            return
-        del self.recordings[rec.conversation]
-        for leg_id in rec.legs:
-            call = self.calls.get(leg_id)
-            if call is None:
-                continue
-            try:
-                call.getAudioMedia(-1).stopTransmit(rec.recorder)
-            except Exception:  # noqa: BLE001
-                pass
-        rec.recorder = None  # destroying the recorder writes the WAV header
-        if emit:
-            self.emit(p.RecordingFinished(conversation=rec.conversation, path=rec.path,
-                                          duration=round(_now() - rec.started, 3)))
-
-
-class _Refused(Exception):
-    """A command that cannot be carried out; becomes CommandFailed."""
-
 
 # ------------------------------------------------------------------------- pjsua2 subclasses
 
@@ -971,67 +760,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-def _guess_id(line: bytes) -> str:
-    import json
-
-    try:
-        data = json.loads(line)
-        value = data.get("id", "") if isinstance(data, dict) else ""
-        return p.clean_text(value, p.SHORT) if isinstance(value, str) else ""
-    except Exception:  # noqa: BLE001
-        return ""
-
-
-def _pj_reason(exc: Exception) -> str:
-    """The message of a ``pjsua2.Error`` (which keeps it in ``reason``) or of any exception."""
-    return p.clean_text(getattr(exc, "reason", "") or str(exc), p.TEXT)
-
-
-def _parse_invite(raw: str) -> dict:
-    """Request-URI user, From, To, Call-ID and a subset of headers of a raw INVITE; never raises."""
-    out: dict = {"headers": {}}
-    try:
-        head = str(raw)[:16384].split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
-        lines = head.replace("\r\n", "\n").split("\n")
-        parts = lines[0].split(" ")
-        if len(parts) >= 2:
-            out["ruri_user"] = p.parse_name_addr("<" + parts[1] + ">")[1]
-        unfolded: list[str] = []
-        for line in lines[1:]:
-            if line[:1] in (" ", "\t") and unfolded:
-                unfolded[-1] += " " + line.strip()
-            else:
-                unfolded.append(line)
-        xcount = 0
-        for line in unfolded[:200]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                continue
-            key = name.strip().lower()
-            key = COMPACT.get(key, key)
-            value = value.strip()
-            if key in ("from", "to", "call-id") and key not in out:
-                out[key] = value
-            elif key in HEADERS_KEPT or (key.startswith("x-") and xcount < MAX_X_HEADERS):
-                if key.startswith("x-"):
-                    xcount += 1
-                if len(out["headers"]) < p.MAX_HEADERS:
-                    out["headers"][p.clean_text(name.strip(), p.SHORT)] = p.clean_text(value, p.TEXT)
-    except Exception:  # noqa: BLE001 - network data never breaks the worker
-        log.warning("could not read the INVITE's headers")
-    return out
-
-
-def _from_uri(display: str, user: str, address: str, port: int) -> str:
-    """A From value for an outgoing leg: the caller's name and number, safely quoted/escaped."""
-    user = "".join(ch for ch in user if ch.isascii() and (ch.isalnum() or ch in "+*#._-"))[:32]
-    display = "".join(ch for ch in p.clean_text(display, 64) if ch not in '"\\')
-    if not user and not display:
-        return ""
-    uri = f"sip:{user or 'anonymous'}@{address}:{port}"
-    return f'"{display}" <{uri}>' if display else f"<{uri}>"
 
 
 def _check_port_free(address: str, port: int, tcp: bool) -> None:

@@ -31,28 +31,26 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Label, RichLog, Static, TextArea
 
+from callcenter.clock import parse_time, server_offset, utcnow
 from callcenter.cti.client import AgentLink
-from callcenter.tui import cti_link
 from callcenter.cti.errors import CtiConnectionError, CtiError, CtiRequestError
-from callcenter.tui.agent_model import AgentModel, CallView, parse_time
-from callcenter.tui.center_clock import CenterClock, CenterHeader, center_time
+from callcenter.tui import cti_link
+from callcenter.tui.agent_disposition import DispositionScreen, OwedPicker
+from callcenter.tui.agent_lists import CallbacksScreen, ProfileScreen, RecentScreen, SearchScreen
+from callcenter.tui.agent_model import AgentModel, CallView
 from callcenter.tui.agent_screens import (
-    CallbacksScreen,
     ConfirmScreen,
     CustomerPicker,
-    DispositionScreen,
     HelpScreen,
-    OwedPicker,
-    ProfileScreen,
     QuickCreateScreen,
     ReasonPicker,
-    RecentScreen,
-    SearchScreen,
     TransferPicker,
 )
+from callcenter.tui.center_clock import CenterClock, CenterHeader, center_time
 from screenpop.numbers import display
 from screenpop.pop import CallContext
 from screenpop.render import render_call_context, render_pop, safe_text
+from screenpop.text import format_duration
 from screenpop.wire import WireError, profile_from_wire
 
 _STATE_STYLE = {
@@ -137,15 +135,6 @@ class PopPane(RichLog):
         if style is None:
             style = self._line_style = super().rich_style
         return style
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 class AgentConsoleApp(App[str | None]):
@@ -244,16 +233,12 @@ class AgentConsoleApp(App[str | None]):
     # ------------------------------------------------------------------ time
 
     def server_now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.server_offset
+        return utcnow() + self.server_offset
 
     def _learn_server_time(self, stamp: Any) -> None:
-        if isinstance(stamp, str):
-            try:
-                moment = dt.datetime.fromisoformat(stamp)
-            except ValueError:
-                return
-            if moment.tzinfo is not None:
-                self.server_offset = moment - dt.datetime.now(dt.UTC)
+        offset = server_offset(stamp, utcnow())
+        if offset is not None:
+            self.server_offset = offset
 
     @property
     def zone(self) -> ZoneInfo:
@@ -367,7 +352,7 @@ class AgentConsoleApp(App[str | None]):
         m = self.model
         bar = Text()
         bar.append(f" {m.label.upper()} ", style=_STATE_STYLE.get(m.state, "reverse"))
-        elapsed = _clock(m.elapsed(self.monotonic()))
+        elapsed = format_duration(m.elapsed(self.monotonic()), pad_minutes=True)
         if elapsed:
             bar.append(f" {elapsed}", style="bold")
         call = m.call
@@ -400,7 +385,7 @@ class AgentConsoleApp(App[str | None]):
         if until is None:
             return Text("")
         left = max(0.0, (until - self.server_now()).total_seconds())
-        text = Text(f"   next call in {_clock(left)}", style="cyan")
+        text = Text(f"   next call in {format_duration(left, pad_minutes=True)}", style="cyan")
         if wrap.get("extensions_left"):
             text.append("  (w: more time)", style="dim")
         return text
@@ -411,7 +396,7 @@ class AgentConsoleApp(App[str | None]):
             return Text("")
         info = Text(f"call {call.call_id[:12]}  {call.phase}", style="dim")
         if call.waited is not None:
-            info.append(f"  waited {_clock(call.waited)}", style="dim")
+            info.append(f"  waited {format_duration(call.waited, pad_minutes=True)}", style="dim")
         return info
 
     def _shown_call(self) -> CallView | None:

@@ -12,28 +12,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from callcenter.clock import parse_time
 from screenpop.pop import ScreenPop
+from screenpop.text import STATE_LABELS
 from screenpop.wire import WireError, pop_from_wire
-
-STATE_LABELS = {
-    "logged_out": "Logged out",
-    "available": "Available",
-    "reserved": "Ringing",
-    "on_call": "On call",
-    "wrap_up": "Wrap-up",
-    "not_ready": "Not ready",
-}
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """A server timestamp (ISO 8601; naive means UTC), or None when absent or unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 @dataclass

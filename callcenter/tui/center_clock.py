@@ -14,6 +14,8 @@ from textual.app import ComposeResult, RenderResult
 from textual.widgets import Header
 from textual.widgets._header import HeaderClockSpace, HeaderIcon, HeaderTitle
 
+from callcenter.clock import assume_utc
+
 Now = Callable[[], dt.datetime]
 Zone = Callable[[], dt.tzinfo]
 
@@ -22,9 +24,7 @@ def center_time(moment: dt.datetime | None, zone: dt.tzinfo, fmt: str = "%Y-%m-%
     """A moment as the center's local time with its zone (``2026-11-24 15:30 CST``); ``—`` when unknown."""
     if moment is None:
         return "—"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    local = moment.astimezone(zone)
+    local = assume_utc(moment).astimezone(zone)
     return f"{local.strftime(fmt)} {local.tzname() or ''}".rstrip()
 
 

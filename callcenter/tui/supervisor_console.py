@@ -25,23 +25,16 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 
+from callcenter.clock import utcnow
 from callcenter.cti.client import AgentLink
-from callcenter.tui import cti_link
 from callcenter.cti.errors import CtiError, CtiRequestError
+from callcenter.tui import cti_link
 from callcenter.tui.agent_screens import ConfirmScreen, HelpScreen
 from callcenter.tui.center_clock import center_time
+from callcenter.tui.supervisor_charts import StaffingScreen, TrendsScreen
+from callcenter.tui.supervisor_dialogs import ForceStateScreen, SkillsScreen
 from callcenter.tui.supervisor_model import OK, SupervisorModel, skills_text, state_text, words
-from callcenter.tui.supervisor_screens import (
-    ALERT_STYLE,
-    AgentsScreen,
-    ForceStateScreen,
-    ModeScreen,
-    QueueScreen,
-    SkillsScreen,
-    StaffingScreen,
-    TrendsScreen,
-    WallboardScreen,
-)
+from callcenter.tui.supervisor_screens import ALERT_STYLE, AgentsScreen, ModeScreen, QueueScreen, WallboardScreen
 from screenpop.render import safe_text
 
 _LINK_STYLE = {"up": "green", "connecting": "yellow", "down": "bold red", "failed": "bold red"}
@@ -65,10 +58,6 @@ HELP_ROWS = [
 
 MODE_NAMES = {"wallboard": "Wallboard", "agents": "Agents", "queue": "Queue", "trends": "Trends",
               "staffing": "Staffing"}
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class SupervisorApp(App[str | None]):
@@ -323,6 +312,29 @@ class SupervisorApp(App[str | None]):
         self.trend_queue = queue_id
         self.switch_mode("queue")
 
+    @on(WallboardScreen.QueueOpened)
+    def _queue_opened(self, message: WallboardScreen.QueueOpened) -> None:
+        self.show_queue(message.queue_id)
+
+    @on(QueueScreen.Shown)
+    def _queue_shown(self) -> None:
+        self.load_queue_detail()
+
+    @on(QueueScreen.Stepped)
+    def _queue_stepped(self, message: QueueScreen.Stepped) -> None:
+        self.step_queue(message.step, allow_all=False)
+        message.screen.render_model(None)
+        self.load_queue_detail()
+
+    @on(TrendsScreen.Shown)
+    def _trends_shown(self) -> None:
+        self.load_trends()
+
+    @on(TrendsScreen.Stepped)
+    def _trends_stepped(self, message: TrendsScreen.Stepped) -> None:
+        self.step_queue(message.step, allow_all=True)
+        self.load_trends()
+
     def step_queue(self, step: int, *, allow_all: bool) -> None:
         ids: list[str | None] = list(self.model.queue_ids())
         if allow_all:
@@ -370,6 +382,14 @@ class SupervisorApp(App[str | None]):
 
     def _who(self, agent: dict[str, Any]) -> str:
         return f"{agent.get('agent_id')} {safe_text(agent.get('name') or '', limit=40).plain}".strip()
+
+    @on(AgentsScreen.ForceStateRequested)
+    def _force_state_requested(self, message: AgentsScreen.ForceStateRequested) -> None:
+        self.force_state(message.agent)
+
+    @on(AgentsScreen.SkillsRequested)
+    def _skills_requested(self, message: AgentsScreen.SkillsRequested) -> None:
+        self.edit_skills(message.agent)
 
     @work(exclusive=True, group="dialog")
     async def force_state(self, agent: dict[str, Any]) -> None:

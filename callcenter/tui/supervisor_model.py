@@ -15,16 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from callcenter.tui.agent_model import parse_time
-
-STATE_LABELS = {
-    "logged_out": "Logged out",
-    "available": "Available",
-    "reserved": "Ringing",
-    "on_call": "On call",
-    "wrap_up": "Wrap-up",
-    "not_ready": "Not ready",
-}
+from callcenter.clock import parse_time, server_offset
+from screenpop.text import STATE_LABELS, format_duration
 OK, AMBER, RED = "ok", "amber", "red"
 _ORDER = {RED: 2, AMBER: 1, OK: 0}
 
@@ -135,16 +127,6 @@ def verdict_text(verdict: dict[str, Any], queue_name: Callable[[str], str] = str
     return f"{words(code)}: {said}" if said else words(code)
 
 
-def clock(seconds: float | None) -> str:
-    """``m:ss`` or ``h:mm:ss``; empty for None."""
-    if seconds is None:
-        return ""
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
 
@@ -188,7 +170,7 @@ def alert(queue: dict[str, Any], thresholds: Thresholds, now: dt.datetime) -> tu
         red = wait > thresholds.wait_red_seconds
         if red or level == OK:
             level = RED if red else AMBER
-        reasons.append(f"oldest caller waiting {clock(wait)}")
+        reasons.append(f"oldest caller waiting {format_duration(wait)}")
     return level, reasons
 
 
@@ -232,9 +214,9 @@ class SupervisorModel:
         self.logins += 1
 
     def learn_time(self, stamp: Any, local_now: dt.datetime) -> None:
-        moment = parse_time(stamp)
-        if moment is not None:
-            self.server_offset = moment - local_now
+        offset = server_offset(stamp, local_now)
+        if offset is not None:
+            self.server_offset = offset
 
     def on_snapshot(self, data: dict[str, Any], local_now: dt.datetime) -> None:
         self.learn_time(data.get("server_time"), local_now)

@@ -2,9 +2,11 @@
 
 Each mode draws from the app's :class:`~callcenter.tui.supervisor_model.SupervisorModel` in
 ``render_model(change)``; ``change`` names the queues and agents the last push touched, so a
-table updates only those rows (500 agents stay cheap). Every string that came from a caller
-(numbers, display names) is a ``rich.text.Text`` made by ``safe_text``: shown as typed, never
-parsed as markup, control characters made visible.
+table updates only those rows (500 agents stay cheap). What a key asks of the app (open a
+queue, step to the next, force a state, edit skills) is a message nested in the screen that
+posts it, handled by the app, as the agent console's dialogs do. Every string that came from a
+caller (numbers, display names) is a ``rich.text.Text`` made by ``safe_text``: shown as typed,
+never parsed as markup, control characters made visible.
 """
 
 from __future__ import annotations
@@ -16,35 +18,31 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
-from textual.widgets.option_list import Option
-from textual_plotext import PlotextPlot
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
 
+from callcenter.clock import parse_time
 from callcenter.tui.center_clock import center_time
 from callcenter.tui.supervisor_model import (
     AGENT_COLUMNS,
     AMBER,
     RED,
-    STATE_LABELS,
     STRATEGY_WORDS,
     VERDICT_WORDS,
     alert,
     caller_text,
-    clock,
     longest_wait,
-    parse_skills,
-    parse_time,
     percent,
     seconds_text,
     skills_text,
-    state_text,
     verdict_text,
     words,
 )
 from screenpop.numbers import display
 from screenpop.render import safe_text
+from screenpop.text import STATE_LABELS, format_duration
 
 if TYPE_CHECKING:
     from callcenter.tui.supervisor_console import SupervisorApp
@@ -197,6 +195,13 @@ class WallboardScreen(ModeScreen):
     MODE = "wallboard"
     BINDINGS = [Binding("enter", "open_queue", "Queue detail")]
 
+    class QueueOpened(Message):
+        """Enter on a queue's row: the app shows that queue's detail."""
+
+        def __init__(self, queue_id: str) -> None:
+            super().__init__()
+            self.queue_id = queue_id
+
     _alerts_shown = ""
 
     def content(self) -> ComposeResult:
@@ -214,7 +219,7 @@ class WallboardScreen(ModeScreen):
         target = f"{percent(queue.get('sl_target'))} in {queue.get('sl_seconds', 0):.0f}s"
         values = [
             {"ok": "OK", AMBER: "AMBER", RED: "RED"}[level], queue.get("name") or queue.get("queue"),
-            str(queue.get("waiting", 0)), clock(wait) if wait else "—", percent(queue.get("sl1")),
+            str(queue.get("waiting", 0)), format_duration(wait) if wait else "—", percent(queue.get("sl1")),
             percent(queue.get("sl2")), target, seconds_text(queue.get("asa")), seconds_text(queue.get("aht")),
             str(queue.get("offered", 0)), str(queue.get("answered", 0)), str(queue.get("abandoned", 0)),
             str(agents.get("available", 0)), str(agents.get("on_call", 0) + agents.get("reserved", 0)),
@@ -270,7 +275,7 @@ class WallboardScreen(ModeScreen):
     def action_open_queue(self) -> None:
         queue = self.rows.selected()
         if queue is not None:
-            self.app.show_queue(queue)
+            self.post_message(self.QueueOpened(queue))
 
     @on(DataTable.RowSelected, "#wall-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
@@ -281,6 +286,14 @@ class WallboardScreen(ModeScreen):
 
 AGENT_WIDTHS = {"agent": 8, "name": 18, "state": 10, "reason": 15, "in_state": 8, "caller": 40, "queue": 12,
                 "calls": 5, "aht": 6, "occupancy": 9, "owed": 5}
+
+
+class AgentPicked(Message):
+    """An action asked for on one agent of the list; ``agent`` is its row as the server sent it."""
+
+    def __init__(self, agent: dict[str, Any]) -> None:
+        super().__init__()
+        self.agent = agent
 
 
 class AgentsScreen(ModeScreen):
@@ -295,6 +308,12 @@ class AgentsScreen(ModeScreen):
         Binding("k", "skills", "Skills"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
+
+    class ForceStateRequested(AgentPicked):
+        """``f`` on an agent: the app asks for the state, confirms it and sends it to the server."""
+
+    class SkillsRequested(AgentPicked):
+        """``k`` on an agent: the app opens the skills editor, confirms and sends the change."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -320,7 +339,7 @@ class AgentsScreen(ModeScreen):
             safe_text(agent.get("agent_id"), "bold"), safe_text(agent.get("name"), limit=30),
             Text(STATE_LABELS.get(state, state), style=STATE_STYLE.get(state, "")),
             safe_text(words(agent.get("reason")), limit=20),
-            Text(clock(in_state) if state != "logged_out" else ""),
+            Text(format_duration(in_state) if state != "logged_out" else ""),
             caller_cell(call, model.region), safe_text(call.get("queue") or "", limit=20),
             Text(str(agent.get("calls") or 0)), Text(seconds_text(agent.get("aht")) if agent.get("calls") else "—"),
             Text(percent(occ) if occ is not None else "—"),
@@ -359,7 +378,7 @@ class AgentsScreen(ModeScreen):
             agent = model.agents.get(key)
             if agent is None or agent.get("state") == "logged_out":
                 continue
-            self.rows.set_cell(key, "in_state", Text(clock(model.time_in_state(agent, now))))
+            self.rows.set_cell(key, "in_state", Text(format_duration(model.time_in_state(agent, now))))
 
     def selected_agent(self) -> dict[str, Any] | None:
         key = self.rows.selected()
@@ -398,19 +417,18 @@ class AgentsScreen(ModeScreen):
         self.query_one("#agents-table", DataTable).focus()
         self.render_model(None)
 
-    def action_force_state(self) -> None:
+    def _ask_for(self, message: type[AgentPicked]) -> None:
         agent = self.selected_agent()
         if agent is None:
             self.app.notify("Pick an agent first (arrow keys).", markup=False)
             return
-        self.app.force_state(agent)
+        self.post_message(message(agent))
+
+    def action_force_state(self) -> None:
+        self._ask_for(self.ForceStateRequested)
 
     def action_skills(self) -> None:
-        agent = self.selected_agent()
-        if agent is None:
-            self.app.notify("Pick an agent first (arrow keys).", markup=False)
-            return
-        self.app.edit_skills(agent)
+        self._ask_for(self.SkillsRequested)
 
 
 # ----------------------------------------------------------------------------- queue detail
@@ -427,6 +445,17 @@ class QueueScreen(ModeScreen):
     BINDINGS = [Binding("left_square_bracket", "queue(-1)", "Prev queue"),
                 Binding("right_square_bracket", "queue(1)", "Next queue")]
 
+    class Shown(Message):
+        """The mode came to the front: the app loads the queue's detail."""
+
+    class Stepped(Message):
+        """``[`` or ``]``: the app moves to the previous or next queue, redraws ``screen``, loads the detail."""
+
+        def __init__(self, screen: QueueScreen, step: int) -> None:
+            super().__init__()
+            self.screen = screen
+            self.step = step
+
     def __init__(self) -> None:
         super().__init__()
         self.detail: dict[str, Any] | None = None
@@ -442,12 +471,10 @@ class QueueScreen(ModeScreen):
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
-        self.app.load_queue_detail()
+        self.post_message(self.Shown())
 
     def action_queue(self, step: int) -> None:
-        self.app.step_queue(step, allow_all=False)
-        self.render_model(None)
-        self.app.load_queue_detail()
+        self.post_message(self.Stepped(self, step))
 
     def show(self, detail: dict[str, Any] | None) -> None:
         self.detail = detail
@@ -479,7 +506,7 @@ class QueueScreen(ModeScreen):
             call = agent.get("call") or {}
             status = Text("ringing at ")
             status.append_text(safe_text(f"{agent.get('agent_id')} {agent.get('name') or ''}".strip(), limit=30))
-            status.append(f" for {clock(model.time_in_state(agent, now))}")
+            status.append(f" for {format_duration(model.time_in_state(agent, now))}")
             table.add_row(Text(""), caller_cell(call, model.region), status, Text("—"), Text(""), Text(""), Text(""),
                           key=f"ringing:{call.get('call_id')}")
         callers = detail.get("callers") or []
@@ -495,7 +522,7 @@ class QueueScreen(ModeScreen):
                 caller = Text("callback ").append_text(caller)
             status = Text("callback request" if c.get("callback") else "waiting")
             needs = safe_text(skills_text(c.get("skills")) or "any agent", limit=40)
-            table.add_row(Text(str(c.get("position"))), caller, status, Text(clock(waited)),
+            table.add_row(Text(str(c.get("position"))), caller, status, Text(format_duration(waited)),
                           Text(str(c.get("priority"))), needs, Text(str(c.get("relax_step") or "")), key=c.get("call_id"))
         callbacks = sum(1 for c in callers if c.get("callback"))
         total = detail.get("waiting")
@@ -556,192 +583,3 @@ class QueueScreen(ModeScreen):
         if more > 0:
             text.append(f"  … and {more} more\n", style="dim")
         return text
-
-
-# ----------------------------------------------------------------------------- trends
-
-
-class TrendsScreen(ModeScreen):
-    """The last hour, per minute: waiting calls (peak), service level, arrivals."""
-
-    MODE = "trends"
-    BINDINGS = [Binding("left_square_bracket", "queue(-1)", "Prev queue"),
-                Binding("right_square_bracket", "queue(1)", "Next queue")]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[str, Any] | None = None
-
-    def content(self) -> ComposeResult:
-        yield Static(Text(""), id="trends-title")
-        with Vertical(id="charts"):
-            yield PlotextPlot(id="chart-waiting")
-            yield PlotextPlot(id="chart-sl")
-            yield PlotextPlot(id="chart-arrivals")
-
-    def on_screen_resume(self) -> None:
-        super().on_screen_resume()
-        self.app.load_trends()
-
-    def action_queue(self, step: int) -> None:
-        self.app.step_queue(step, allow_all=True)
-        self.app.load_trends()
-
-    def show(self, data: dict[str, Any] | None) -> None:
-        self.data = data
-        self.render_model(None)
-
-    def render_model(self, change: dict[str, Any] | None) -> None:
-        super().render_model(change)
-        qid = self.app.trend_queue
-        name = "All queues" if qid is None else self.app.model.queues.get(qid, {}).get("name") or qid
-        title = Text(" Last hour, per minute: ")
-        title.append_text(safe_text(name, "bold", limit=40))
-        title.append("   [ ] other queue", style="dim")
-        self.query_one("#trends-title", Static).update(title, layout=False)
-        if change is not None:
-            return  # the charts change when new trend data comes (every sample), not on each push
-        data = self.data if self.data and self.data.get("queue") == qid else None
-        points = (data or {}).get("points") or []
-        xs = [p["offset"] / 60 for p in points]
-        self._chart("#chart-waiting", "Waiting calls (peak per minute)", xs, [p["waiting"] for p in points])
-        sl = [(p["offset"] / 60, p["sl"] * 100) for p in points if p.get("sl") is not None]
-        self._chart("#chart-sl", "Service level % (answered in threshold / answered + abandoned)",
-                    [x for x, _ in sl], [y for _, y in sl], ylim=(0, 100))
-        self._chart("#chart-arrivals", "Arrivals per minute", xs, [p["arrivals"] for p in points], bar=True)
-
-    def _chart(self, selector: str, title: str, xs: list[float], ys: list[float], *, ylim=None,
-               bar: bool = False) -> None:
-        widget = self.query_one(selector, PlotextPlot)
-        plt = widget.plt
-        plt.clear_figure()
-        plt.title(title)
-        plt.xlabel("minutes ago")
-        plt.xlim(-60, 0)
-        if ylim:
-            plt.ylim(*ylim)
-        elif ys:
-            plt.ylim(0, max(1, max(ys)) * 1.1)
-        else:
-            plt.ylim(0, 1)
-        if xs:
-            if bar:
-                plt.bar(xs, ys, width=0.6)
-            else:
-                plt.plot(xs, ys, marker="braille")
-        plt.xticks([-60, -45, -30, -15, 0], ["-60", "-45", "-30", "-15", "now"])
-        widget.refresh()
-
-
-# ----------------------------------------------------------------------------- staffing
-
-STAFF_COLUMNS = [("queue", "Queue", 18), ("cph", "Calls/h", 7), ("aht", "AHT", 12),
-                 ("traffic", "Erlangs", 7), ("target", "Target", 10), ("need", "Erlang C needs", 14),
-                 ("have", "Logged in", 9), ("gap", "Gap", 4), ("predicted", "SL with logged in", 17),
-                 ("note", "Note", 28)]
-
-
-class StaffingScreen(ModeScreen):
-    """Erlang C: agents needed for the last 30 minutes' arrivals and handle time, against those logged in."""
-
-    MODE = "staffing"
-
-    def content(self) -> ComposeResult:
-        yield Static(Text(" Erlang C per queue, from the arrival rate and handle time of the last 30 minutes "
-                          "(refreshed every few seconds)"), id="staff-title")
-        table = DataTable(id="staff-table", cursor_type="row", zebra_stripes=True)
-        self.rows = RowTable(table, STAFF_COLUMNS)
-        yield table
-
-    def _row(self, s: dict[str, Any]) -> list[Text]:
-        need, have = s.get("recommended"), s.get("logged_in") or 0
-        gap = Text("—")
-        if need is not None:
-            diff = have - need
-            gap = Text(f"{diff:+d}", style="bold red" if diff < 0 else "green")
-        aht = s.get("aht")
-        source = " (today)" if s.get("aht_source") == "today" else ""
-        return [
-            safe_text(s.get("name") or s.get("queue"), "bold", limit=30), Text(f"{s.get('calls_per_hour', 0):g}"),
-            Text(f"{aht:.0f}s{source}" if aht is not None else "—"),
-            Text(f"{s['traffic']:.1f}" if s.get("traffic") is not None else "—"),
-            Text(f"{percent(s.get('sl_target'))} in {s.get('sl_seconds', 0):.0f}s"),
-            Text(str(need) if need is not None else "—", style="bold"), Text(str(have)), gap,
-            Text(percent(s.get("predicted_sl"))), safe_text(s.get("note") or "", "dim", limit=50),
-        ]
-
-    def render_model(self, change: dict[str, Any] | None) -> None:
-        super().render_model(change)
-        if change is not None and not change.get("staffing"):
-            return
-        staffing = self.app.model.staffing
-        self.rows.sync(list(staffing), lambda qid: self._row(staffing[qid]))
-
-
-# ----------------------------------------------------------------------------- dialogs
-
-
-class ForceStateScreen(ModalScreen[tuple[str, str | None] | None]):
-    """Pick the state to force: ready, not ready with a reason, or logged out."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, agent: dict[str, Any], reasons: list[str]) -> None:
-        super().__init__()
-        self.agent = agent
-        self.reasons = [r for r in reasons if r != "no_answer"] or reasons
-
-    def compose(self) -> ComposeResult:
-        options = [Option(Text("Ready (available for calls)"), id="ready")]
-        options += [Option(Text(f"Not ready: {words(r)}"), id=f"not_ready:{r}") for r in self.reasons]
-        options.append(Option(Text("Log out of the ACD"), id="logged_out"))
-        title = Text("Force the state of ")
-        title.append_text(safe_text(f"{self.agent.get('agent_id')} {self.agent.get('name') or ''}", "bold", limit=60))
-        title.append(f", now {state_text(self.agent.get('state'), self.agent.get('reason'))}")
-        with Vertical(id="force", classes="dialog"):
-            yield Static(title, classes="dialog-title")
-            yield OptionList(*options, id="force-list")
-            yield Label("Enter picks (you confirm next), Esc cancels", classes="hint")
-
-    @on(OptionList.OptionSelected)
-    def _picked(self, event: OptionList.OptionSelected) -> None:
-        state, _, reason = str(event.option.id).partition(":")
-        self.dismiss((state, reason or None))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class SkillsScreen(ModalScreen[dict[str, int] | None]):
-    """Edit an agent's skills as ``name=level`` words; checked here, applied after confirmation."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, agent: dict[str, Any], error: str | None = None, text: str | None = None) -> None:
-        super().__init__()
-        self.agent = agent
-        self.error = error
-        self.text = skills_text(agent.get("skills")) if text is None else text
-
-    def compose(self) -> ComposeResult:
-        title = Text("Skills of ")
-        title.append_text(safe_text(f"{self.agent.get('agent_id')} {self.agent.get('name') or ''}", "bold", limit=60))
-        with Vertical(id="skills", classes="dialog"):
-            yield Static(title, classes="dialog-title")
-            yield Input(self.text, id="skills-input", placeholder="sales=3 support=2 zh=5")
-            yield Static(Text(self.error or ""), id="skills-error", classes="error")
-            yield Label("name=level (1-5), separated by spaces; leave a skill out to remove it. "
-                        "Enter checks and asks to confirm; Esc cancels. Lasts until the server restarts.",
-                        classes="hint")
-
-    @on(Input.Submitted, "#skills-input")
-    def _submitted(self, event: Input.Submitted) -> None:
-        try:
-            skills = parse_skills(event.value)
-        except ValueError as exc:
-            self.query_one("#skills-error", Static).update(Text(str(exc)))
-            return
-        self.dismiss(skills)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -13,7 +13,7 @@ from callcenter.config import load
 from callcenter.core.contact_center import ContactCenter
 from callcenter.core.ports import InMemoryContactStore
 from callcenter.prompts import load_menu
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from callcenter.telephony.pool import FakeTelephony
 from ivr.ports import InMemorySelfService
 from tests.conftest import SAMPLE_CONFIG

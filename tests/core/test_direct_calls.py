@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callcenter.core.contact_center import RequestRefused
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from tests.core.test_contact_center import Harness, connected_call, h  # noqa: F401  (fixture)
 
 NUMBER = "+8613912345678"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from callcenter.db.models import Interaction, QueueEvent
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from tests.cti.cti_support import Stack
 
 CLOSING = {"COMPLETECALLER", "COMPLETEAGENT", "ABANDON", "EXITWITHTIMEOUT", "EXITWITHKEY", "EXITEMPTY",

@@ -19,12 +19,12 @@ from callcenter.cti.auth import LoginPolicy
 from callcenter.cti.client import CtiClient
 from callcenter.cti.server import CtiServer
 from callcenter.db import Database, upgrade
-from callcenter.db.customers import SqlCustomerDirectory
+from callcenter.db.directory import SqlCustomerDirectory
 from callcenter.db.agents import sync_agents
 from callcenter.db.interactions import SqlInteractionStore
 from callcenter.db.models import Callback, Customer, Disposition, Interaction, Order, OrderItem, PhoneNumber, Product
 from callcenter.prompts import load_menu
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from callcenter.telephony.pool import FakeTelephony
 from ivr.ports import InMemorySelfService
 from tests.conftest import SAMPLE_CONFIG

@@ -8,7 +8,7 @@ import pytest
 
 from callcenter.cti import protocol as p
 from callcenter.cti.errors import CtiRequestError
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from tests.cti.cti_support import Stack, of_type, wait_for
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from callcenter.cti.errors import CtiRequestError
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from callcenter.db.models import Callback, Interaction
 from tests.cti.cti_support import Stack, of_type, wait_for
 

@@ -26,6 +26,7 @@ from callcenter import security
 from callcenter.cti import auth
 from callcenter.cti import protocol as p
 from callcenter.cti import server as cti_server
+from callcenter.cti import sessions as cti_sessions
 from callcenter.cti.auth import LoginLimiter, LoginPolicy
 from tests.cti.cti_support import PINS, Stack, wait_for
 
@@ -84,18 +85,18 @@ RACE_POLICY = LoginPolicy(max_failures=5, max_failures_per_address=100, window=3
                           failure_delay=0, max_failures_per_connection=10)
 
 
-async def test_parallel_wrong_pins_cannot_outrun_the_throttle(tmp_path, pin_checks):
+async def test_parallel_wrong_pins_cannot_outrun_the_throttle(tmp_path, pin_checks, monkeypatch):
     clock = Clock()
     stack = Stack(tmp_path, policy=RACE_POLICY, monotonic=clock)
     await stack.start()
     entered: list[str] = []
-    handler = stack.cti._r_login
+    handler = stack.cti.HANDLERS["login"]
 
-    async def counting_login(session, message):
+    async def counting_login(server, session, message):
         entered.append(message["pin"])
-        return await handler(session, message)
+        return await handler(server, session, message)
 
-    stack.cti._r_login = counting_login
+    monkeypatch.setitem(stack.cti.HANDLERS, "login", counting_login)
     conns = [await _opened(stack.url) for _ in range(50)]
     try:
         wrong = [f"{n:04d}" for n in range(49)]
@@ -423,7 +424,7 @@ def test_objects_nested_to_the_parsers_limit_are_answered(live):
 
 
 def _sessions_alive() -> int:
-    return sum(isinstance(o, cti_server._Session) for o in gc.get_objects())
+    return sum(isinstance(o, cti_sessions.Session) for o in gc.get_objects())
 
 
 async def test_connections_bad_requests_and_failed_logins_leave_nothing_behind(tmp_path, monkeypatch):

@@ -133,3 +133,10 @@ def test_the_limiter_forgets_quiet_keys_and_never_grows_without_bound():
     for i in range(200):
         limiter.failure(f"agent:x{i}", float(i))
     assert len(limiter._keys) <= 51
+
+
+def test_every_request_type_has_exactly_one_handler_in_the_servers_table():
+    from callcenter.cti.server import CtiServer
+
+    assert set(CtiServer.HANDLERS) == set(p.REQUESTS)
+    assert all(h.__name__ == "_r_" + kind.replace(".", "_") for kind, h in CtiServer.HANDLERS.items())

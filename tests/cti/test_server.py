@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from callcenter.cti import protocol as p
 from callcenter.cti.client import CtiClient, client_ssl_context
 from callcenter.cti.errors import CtiAuthError, CtiConnectionError, CtiRequestError
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from tests.cti.cti_support import PINS, Stack, of_type, wait_for
 
 NUMBER = "+8613912345678"
@@ -351,21 +351,24 @@ async def test_hold_resume_and_blind_transfer(stack):
     await client.close()
 
 
-async def test_missing_call_features_are_reported_not_available(stack):
-    client, events, _ = await stack.logged_in("1001")
+async def test_the_call_a_reconnecting_console_redraws_is_the_centers_own_state(stack):
+    """Held, waited, callback and draft notes come from the contact center (which owns the call), not from
+    a copy the CTI server kept; every console is told hold, transfer and dial are there."""
+    client, events, data = await stack.logged_in("1001")
+    assert data["features"] == {"hold": True, "transfer": True, "dial": True}
     leg, call_id = await offered_to(stack, "1001", events)
     await stack.answer("1001")
-    for name in ("hold", "unhold", "transfer", "dial"):
-        setattr(stack.center, name, None)  # a server whose call flow lacks them
-    for kind, fields in [("call.hold", {}), ("call.unhold", {}), ("call.transfer", {"target": "queue:sales"}),
-                         ("call.dial", {"number": "13800138000"})]:
-        with pytest.raises(CtiRequestError) as caught:
-            await client.request(kind, **fields)
-        assert caught.value.code == p.NOT_AVAILABLE and "not available" in caught.value.message, kind
-    pushed: list[str] = []
-    stack.center.hold = lambda agent: pushed.append(agent) or True  # one that does not tell consoles itself
     assert await client.request("call.hold") == {"call_id": call_id, "held": True}
-    assert pushed == ["1001"] and (await wait_for(lambda: of_type(events, "call.held")))[-1]["call_id"] == call_id
+    assert (await wait_for(lambda: of_type(events, "call.held")))[-1]["call_id"] == call_id
+    await client.request("call.notes", call_id=call_id, text="[b]draft[/b]")
+    again, _, relogin = await stack.logged_in("1001")  # a second console replaces the first
+    call = relogin["snapshot"]["call"]
+    assert call["call_id"] == call_id and call["held"] is True and call["notes"] == "[b]draft[/b]"
+    assert call["waited"] is not None and call["waited"] >= 0 and call["callback"] is None
+    assert stack.center.calls[call_id].on_hold
+    assert await again.request("call.unhold") == {"call_id": call_id, "held": False}
+    assert (await again.request("agent.snapshot"))["snapshot"]["call"]["held"] is False
+    await again.close()
     await client.close()
 
 

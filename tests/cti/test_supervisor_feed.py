@@ -14,7 +14,7 @@ from sqlalchemy import select
 from callcenter.cti import protocol as p
 from callcenter.cti.errors import CtiAuthError, CtiRequestError
 from callcenter.db.models import AuditEntry
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from tests.cti.cti_support import PINS, Stack, of_type, wait_for
 
 
@@ -219,7 +219,7 @@ async def test_agents_cannot_use_supervisor_requests_nor_log_in_as_supervisors(s
 
 
 async def test_blocked_calls_are_counted_and_pushed(stack):
-    from callcenter.telephony import protocol as tp
+    from callcenter.core import telephony_protocol as tp
 
     supervisor, feed, _ = await stack.logged_in("9001")
     await supervisor.request("supervisor.snapshot")

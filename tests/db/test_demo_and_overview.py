@@ -5,7 +5,7 @@ import datetime as dt
 from sqlalchemy import func, select
 
 from callcenter.config import load
-from callcenter.db.customers import load_profile
+from callcenter.db.customer_profile import load_profile
 from callcenter.db.agents import sync_agents
 from callcenter.db.demo import demo_callers, generate
 from callcenter.db.models import Callback, Case, Customer, Disposition, Interaction, OrderItem, PhoneNumber

@@ -18,7 +18,8 @@ from textual.widgets import DataTable, OptionList
 from callcenter.db import Database
 from callcenter.db.models import Callback, Customer, Disposition, Interaction, PhoneNumber
 from callcenter.tui.agent_console import AgentConsoleApp
-from callcenter.tui.agent_screens import CallbacksScreen, DispositionScreen
+from callcenter.tui.agent_disposition import DispositionScreen
+from callcenter.tui.agent_lists import CallbacksScreen
 from tests.e2e.sip_support import AGENT_SCENARIOS, SCENARIOS, Server, dtmf_pcap, free_udp_port, sipp
 from tests.tui.tui_support import notifications, screen_text
 

@@ -408,7 +408,7 @@ class Center:
         return self.server.address
 
     def arrived(self) -> Counter:
-        from callcenter.telephony import protocol as p
+        from callcenter.core import telephony_protocol as p
 
         return Counter(e.worker for e in self.events if isinstance(e, p.CallArrived))
 

@@ -20,7 +20,7 @@ from callcenter.front import (
 )
 from callcenter.front import kamailio as front_kamailio
 from callcenter.prompts import load_menu
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from callcenter.telephony.pool import FakeTelephony
 from ivr.ports import InMemorySelfService
 from tests.conftest import SAMPLE_CONFIG

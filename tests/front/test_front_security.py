@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.front.plan import LATE_OFFER_EXTRA, MAX_MESSAGE, TAG_ALLOWANCE, WORKER_MAX_PACKET
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 from tests.front.front_support import (
     AGENT_SCENARIOS, LOOPBACK, REPO, RFC4475, caller_scenario, free_block, pcap, process_alive, running_center,
 )

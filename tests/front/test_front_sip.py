@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 from tests.front.front_support import (
     AGENT_SCENARIOS, RFC4475, caller_scenario, free_block, pcap, process_alive, require_kamailio,
     require_pjsua2, require_sipp, running_center, settings_tree,

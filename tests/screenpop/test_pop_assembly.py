@@ -9,19 +9,18 @@ import pytest
 from sqlalchemy import func, select
 
 from callcenter.db import Database, upgrade
-from callcenter.db.customers import (
+from callcenter.db.customer_profile import load_profile
+from callcenter.db.directory import (
     CustomerInputError,
     SqlCustomerDirectory,
     agent_callbacks,
     callback_for_agent,
     create_customer,
-    generate_synthetic,
-    load_profile,
     load_screen_pop,
     recent_contacts,
     search_customers,
-    synthetic_number,
 )
+from callcenter.db.volume import generate_synthetic, synthetic_number
 from callcenter.db.agents import sync_agents
 from callcenter.db.interactions import SqlInteractionStore
 from callcenter.db.models import AuditEntry, Customer, Interaction, PhoneNumber

@@ -62,6 +62,16 @@ def test_ivr_route_and_keys_from_the_path():
     assert CallContext("c", ivr_path=PATH[:-1]).route == ("language", "lang_zh", "main")
 
 
+def test_the_pop_kind_follows_the_profile_then_the_number_owners():
+    from screenpop import choose_pop_kind
+
+    assert choose_pop_kind(has_profile=True, candidates=0) == "customer", "identified by the IVR"
+    assert choose_pop_kind(has_profile=True, candidates=3) == "customer"
+    assert choose_pop_kind(has_profile=False, candidates=0) == "new"
+    assert choose_pop_kind(has_profile=False, candidates=1) == "new", "the only owner vanished before its profile loaded"
+    assert choose_pop_kind(has_profile=False, candidates=2) == "choose"
+
+
 def test_pop_kind_and_callback_urgency():
     assert [pop_kind(n) for n in (0, 1, 2, 9)] == ["new", "customer", "choose", "choose"]
     base = dict(callback_id=1, number="+8613912345678", customer_id=None, customer_name=None, queue=None,

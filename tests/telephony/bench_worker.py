@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from telephony_support import Sipp, free_block, pcap, write_tone  # noqa: E402
 
-from callcenter.telephony import protocol as p  # noqa: E402
+from callcenter.core import telephony_protocol as p  # noqa: E402
 from callcenter.telephony.pool import WorkerPool  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 from callcenter.telephony.pool import WorkerPool
 
 HERE = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 from callcenter.telephony.admission import LegBudget, RateLimiter
 from callcenter.telephony.pool import FakeTelephony, Telephony, WorkerPool
 

@@ -13,7 +13,7 @@ import signal
 import pytest
 from telephony_support import pcap, run_with_pool, wav_stats, write_tone
 
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_control_side_modules_do_not_load_pjsua2():
     code = (
         "import json, sys\n"
-        "import callcenter.telephony, callcenter.telephony.protocol, callcenter.telephony.admission\n"
+        "import callcenter.telephony, callcenter.core.telephony_protocol, callcenter.telephony.admission\n"
         "import callcenter.telephony.pool, callcenter.telephony.worker\n"
         "print(json.dumps(sorted(m for m in ('pjsua2', '_pjsua2') if m in sys.modules)))\n"
     )

@@ -14,7 +14,7 @@ import time
 import pytest
 from telephony_support import RFC4475, free_block, pcap, process_alive, require_pjsua2, run_with_pool, send_udp
 
-from callcenter.telephony import protocol as p
+from callcenter.core import telephony_protocol as p
 
 pytestmark = pytest.mark.slow
 

@@ -7,18 +7,10 @@ import datetime as dt
 import pytest
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Static, TextArea
 
-from callcenter.telephony import protocol as tp
-from callcenter.tui.agent_screens import (
-    CallbacksScreen,
-    CustomerPicker,
-    DispositionScreen,
-    HelpScreen,
-    ProfileScreen,
-    QuickCreateScreen,
-    ReasonPicker,
-    SearchScreen,
-    TransferPicker,
-)
+from callcenter.core import telephony_protocol as tp
+from callcenter.tui.agent_disposition import DispositionScreen
+from callcenter.tui.agent_lists import CallbacksScreen, ProfileScreen, SearchScreen
+from callcenter.tui.agent_screens import CustomerPicker, HelpScreen, QuickCreateScreen, ReasonPicker, TransferPicker
 from tests.cti.cti_support import Stack, wait_for
 from tests.tui.tui_support import console, notifications, screen_text, type_text
 
@@ -148,7 +140,7 @@ async def test_a_console_that_reconnects_mid_call_gets_the_call_pop_and_notes_ba
         await pilot.press("e")
         await type_text(pilot, "draft")
         call_id = app.model.call.call_id
-        await wait_for(lambda: stack.cti._notes.get(("1001", call_id)) == "draft")
+        await wait_for(lambda: stack.center.drafts.get(("1001", call_id)) == "draft")
         app.pop_painted.clear()
         app.model.call.pop = None
         await app.link.drop()
@@ -218,7 +210,7 @@ async def test_not_ready_with_a_reason_then_ready(stack):
         assert stack.center.agent_snapshot("1002")["state"] == "available"
 
 
-async def test_hold_and_resume_and_a_missing_feature(stack):
+async def test_hold_and_resume_and_a_refused_hold(stack):
     app = console(stack, "1001")
     async with app.run_test(size=SIZE) as pilot:
         await ringing(stack, app, pilot)
@@ -231,9 +223,9 @@ async def test_hold_and_resume_and_a_missing_feature(stack):
         assert "ON HOLD" in screen_text(app)
         await pilot.press("o")
         await wait_for(lambda: not app.model.call.held)
-        stack.center.hold = None  # a server without hold
+        stack.center.hold = lambda agent: False  # the call flow cannot hold it now
         await pilot.press("o")
-        await wait_for(lambda: any("not available" in n for n in notifications(app)))
+        await wait_for(lambda: any("could not be put on hold" in n for n in notifications(app)))
         assert not app.model.call.held
 
 

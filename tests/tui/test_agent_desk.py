@@ -15,7 +15,7 @@ from textual.widgets import OptionList
 
 from callcenter.cti.auth import LoginPolicy
 from callcenter.cti.client import AgentLink, CtiClient
-from callcenter.tui.agent_screens import DispositionScreen, OwedPicker
+from callcenter.tui.agent_disposition import DispositionScreen, OwedPicker
 from tests.cti.cti_support import PINS, Stack, wait_for
 from tests.tui.tui_support import console, notifications, screen_text
 

@@ -19,10 +19,12 @@ from types import SimpleNamespace
 import pytest
 from textual.widgets import DataTable, Input
 
-from callcenter.core import contact_center
-from callcenter.telephony import protocol as tp
+from callcenter.core import calls as core_calls
+from callcenter.core import telephony_protocol as tp
 from callcenter.tui.agent_console import AgentConsoleApp
-from callcenter.tui.agent_screens import CallbacksScreen, DispositionScreen, HelpScreen, SearchScreen
+from callcenter.tui.agent_disposition import DispositionScreen
+from callcenter.tui.agent_lists import CallbacksScreen, SearchScreen
+from callcenter.tui.agent_screens import HelpScreen
 from tests.cti.cti_support import OPEN, PINS, Stack, wait_for
 from tests.tui.tui_support import type_text
 
@@ -70,7 +72,7 @@ class FixedDatetime(dt.datetime):
 @pytest.fixture
 def bg(tmp_path, monkeypatch):
     numbers = itertools.count(1)
-    monkeypatch.setattr(contact_center, "uuid",
+    monkeypatch.setattr(core_calls, "uuid",
                         SimpleNamespace(uuid4=lambda: uuid.UUID(int=0xC0FFEE000000 + next(numbers))))
     monkeypatch.setattr("textual.widgets._header.datetime", FixedDatetime)
     background = Background(tmp_path)

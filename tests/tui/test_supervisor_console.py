@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from callcenter.db.models import AuditEntry
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from textual.widgets import DataTable
 
 from callcenter.tui import agent_console, supervisor_console
 from callcenter.tui.agent_screens import ConfirmScreen, HelpScreen
 from callcenter.tui.supervisor_console import SupervisorApp
-from callcenter.tui.supervisor_screens import AgentsScreen, ForceStateScreen, QueueScreen, SkillsScreen, WallboardScreen
+from callcenter.tui.supervisor_dialogs import ForceStateScreen, SkillsScreen
+from callcenter.tui.supervisor_screens import AgentsScreen, QueueScreen, WallboardScreen
 from tests.cti.cti_support import PINS, Stack, wait_for
 from tests.tui.tui_support import console, notifications, screen_text, type_text
 

@@ -13,7 +13,6 @@ from callcenter.tui.supervisor_model import (
     SupervisorModel,
     Thresholds,
     alert,
-    clock,
     parse_skills,
     state_text,
     verdict_text,
@@ -113,10 +112,6 @@ def test_caller_text_is_data_not_markup():
     assert cell.plain == "139 1234 5678 “[red]x[/] \ufffd[2J\ufffd”"
     assert cell.spans == [], "nothing was parsed as style"
     assert caller_cell({"ani": None}, "CN").plain == "withheld"
-
-
-def test_clock():
-    assert [clock(s) for s in (None, 0, 59.9, 61, 3600, 3725)] == ["", "0:00", "0:59", "1:01", "1:00:00", "1:02:05"]
 
 
 def test_states_are_said_in_peoples_words():

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from callcenter.telephony import protocol as tp
+from callcenter.core import telephony_protocol as tp
 from callcenter.tui.supervisor_console import SupervisorApp
 from tests.cti.cti_support import OPEN, PINS, Stack
 

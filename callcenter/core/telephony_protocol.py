@@ -9,7 +9,7 @@ Every string that can come from the network (display names, numbers, URIs, heade
 phrases) is data: events clip it to a fixed length and drop control characters when they are
 built, whether by the worker or by :func:`decode`, so nothing downstream has to guess how long or
 how clean it is. Commands come from our own control process: an over-long or malformed value there
-is a programming error and raises :class:`ProtocolError` instead of being silently cut.
+is a programming error and raises :class:`MalformedMessage` instead of being silently cut.
 
 This module is stdlib only, so the control process and the pure layers may import it freely.
 """
@@ -26,8 +26,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from callcenter.core.errors import CoreError
+
 __all__ = [
-    "PROTOCOL_VERSION", "MAX_LINE", "ProtocolError", "Message", "Command", "Event",
+    "PROTOCOL_VERSION", "MAX_LINE", "MalformedMessage", "Message", "Command", "Event",
     "AnswerCall", "RejectCall", "PlayPrompts", "StopPlayback", "Dial", "Bridge", "StartRecording",
     "StopRecording", "Hangup", "Ping", "Shutdown",
     "WorkerStarted", "CapacityChanged", "CallArrived", "CallRefused", "LegRinging", "LegAnswered",
@@ -56,7 +58,7 @@ _URI_RE = re.compile(r"^sips?:[^\s<>\"]{1,250}$", re.IGNORECASE)
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!%*_+`'~.-]{1,64}$")
 
 
-class ProtocolError(ValueError):
+class MalformedMessage(CoreError):
     """A line or a message that does not follow this protocol."""
 
 
@@ -488,14 +490,14 @@ def _check(msg: Message, *, strict: bool) -> None:
         if value is None:
             if optional:
                 continue
-            raise ProtocolError(f"{type(msg).__name__}.{name} must not be null")
+            raise MalformedMessage(f"{type(msg).__name__}.{name} must not be null")
         limit = f.metadata.get("limit", SHORT if name in _LEG_FIELDS else TEXT)
         new = _coerce(type(msg).__name__, name, tp, value, limit, strict)
         if name in _LEG_FIELDS and not valid_leg_id(new):
-            raise ProtocolError(f"{type(msg).__name__}.{name}: {new!r} is not a leg id")
+            raise MalformedMessage(f"{type(msg).__name__}.{name}: {new!r} is not a leg id")
         if name == "legs" and isinstance(new, tuple):
             if len(new) > (MAX_LEGS if strict else 4096) or not all(valid_leg_id(x) for x in new):
-                raise ProtocolError(f"{type(msg).__name__}.legs: not a list of leg ids")
+                raise MalformedMessage(f"{type(msg).__name__}.legs: not a list of leg ids")
         if new is not value:
             object.__setattr__(msg, name, new)
     if strict:
@@ -506,47 +508,47 @@ def _coerce(owner: str, name: str, tp: Any, value: Any, limit: int, strict: bool
     where = f"{owner}.{name}"
     if tp is str:
         if not isinstance(value, str):
-            raise ProtocolError(f"{where} must be a string")
+            raise MalformedMessage(f"{where} must be a string")
         if strict:
             if len(value) > limit:
-                raise ProtocolError(f"{where} is longer than {limit} characters")
+                raise MalformedMessage(f"{where} is longer than {limit} characters")
             if clean_text(value, limit) != value:
-                raise ProtocolError(f"{where} contains control characters")
+                raise MalformedMessage(f"{where} contains control characters")
             return value
         cleaned = clean_text(value, limit)
         return value if cleaned == value else cleaned
     if tp is bool:
         if not isinstance(value, bool):
-            raise ProtocolError(f"{where} must be true or false")
+            raise MalformedMessage(f"{where} must be true or false")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ProtocolError(f"{where} must be an integer")
+            raise MalformedMessage(f"{where} must be an integer")
         if abs(value) > 2**53:
-            raise ProtocolError(f"{where} is out of range")
+            raise MalformedMessage(f"{where} is out of range")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProtocolError(f"{where} must be a number")
+            raise MalformedMessage(f"{where} must be a number")
         value = float(value)
         if not math.isfinite(value):
-            raise ProtocolError(f"{where} must be finite")
+            raise MalformedMessage(f"{where} must be finite")
         return value
     origin = typing.get_origin(tp)
     if origin is tuple:
         if not isinstance(value, (tuple, list)):
-            raise ProtocolError(f"{where} must be a list")
+            raise MalformedMessage(f"{where} must be a list")
         if len(value) > MAX_FILES and strict:
-            raise ProtocolError(f"{where} has more than {MAX_FILES} items")
+            raise MalformedMessage(f"{where} has more than {MAX_FILES} items")
         items = tuple(_coerce(owner, name, str, v, limit, strict) for v in list(value)[:4096])
         return value if isinstance(value, tuple) and items == value else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ProtocolError(f"{where} must be an object")
+            raise MalformedMessage(f"{where} must be an object")
         out: dict[str, str] = {}
         for k, v in list(value.items())[: MAX_HEADERS * 4]:
             if not isinstance(k, str) or not isinstance(v, str):
-                raise ProtocolError(f"{where} must map strings to strings")
+                raise MalformedMessage(f"{where} must map strings to strings")
             key = clean_text(k, SHORT)
             if not key:
                 continue
@@ -554,30 +556,30 @@ def _coerce(owner: str, name: str, tp: Any, value: Any, limit: int, strict: bool
             if len(out) >= MAX_HEADERS:
                 break
         return out
-    raise ProtocolError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
+    raise MalformedMessage(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
 
 
 def _check_command(cmd: Message) -> None:
     name = type(cmd).__name__
     if isinstance(cmd, (RejectCall, Hangup)) and cmd.status is not None and not 400 <= cmd.status <= 699:
-        raise ProtocolError(f"{name}.status must be a final failure status 400-699, not {cmd.status}")
+        raise MalformedMessage(f"{name}.status must be a final failure status 400-699, not {cmd.status}")
     if isinstance(cmd, RejectCall) and cmd.retry_after is not None and not 0 <= cmd.retry_after <= 86400:
-        raise ProtocolError(f"{name}.retry_after must be 0-86400 seconds")
+        raise MalformedMessage(f"{name}.retry_after must be 0-86400 seconds")
     if isinstance(cmd, PlayPrompts) and not cmd.files:
-        raise ProtocolError("PlayPrompts.files must name at least one file")
+        raise MalformedMessage("PlayPrompts.files must name at least one file")
     if isinstance(cmd, Dial):
         if not _URI_RE.match(cmd.uri):
-            raise ProtocolError(f"Dial.uri {cmd.uri!r} is not a sip: or sips: URI")
+            raise MalformedMessage(f"Dial.uri {cmd.uri!r} is not a sip: or sips: URI")
         if not 0 < cmd.timeout <= 600:
-            raise ProtocolError("Dial.timeout must be in (0, 600] seconds")
+            raise MalformedMessage("Dial.timeout must be in (0, 600] seconds")
         if cmd.peer is not None and cmd.peer == cmd.leg:
-            raise ProtocolError("Dial.peer must be another leg")
+            raise MalformedMessage("Dial.peer must be another leg")
     if isinstance(cmd, Bridge) and cmd.a == cmd.b:
-        raise ProtocolError("Bridge needs two different legs")
+        raise MalformedMessage("Bridge needs two different legs")
     if isinstance(cmd, StartRecording) and not 1 <= len(cmd.legs) <= 4:
-        raise ProtocolError("StartRecording.legs must name 1 to 4 legs")
+        raise MalformedMessage("StartRecording.legs must name 1 to 4 legs")
     if isinstance(cmd, Shutdown) and not 0 <= cmd.grace <= 60:
-        raise ProtocolError("Shutdown.grace must be 0-60 seconds")
+        raise MalformedMessage("Shutdown.grace must be 0-60 seconds")
 
 
 # ----------------------------------------------------------------------------------------- wire
@@ -589,34 +591,34 @@ def encode(message: Message) -> bytes:
 
 
 def decode(line: bytes | str) -> Message:
-    """The message on one wire line; :class:`ProtocolError` for anything else (never another error)."""
+    """The message on one wire line; :class:`MalformedMessage` for anything else (never another error)."""
     if isinstance(line, bytes):
         if len(line) > MAX_LINE:
-            raise ProtocolError("line too long")
+            raise MalformedMessage("line too long")
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ProtocolError("line is not UTF-8") from exc
+            raise MalformedMessage("line is not UTF-8") from exc
     elif len(line) > MAX_LINE:
-        raise ProtocolError("line too long")
+        raise MalformedMessage("line too long")
     try:
         data = json.loads(line)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
+        raise MalformedMessage(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ProtocolError("a message is a JSON object")
+        raise MalformedMessage("a message is a JSON object")
     kind = data.get("type")
     cls = _ALL.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ProtocolError(f"unknown message type {str(kind)[:40]!r}")
+        raise MalformedMessage(f"unknown message type {str(kind)[:40]!r}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in data.items() if k in names}  # unknown fields: ignored (newer peer)
     for fname, f in names.items():
         if fname not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ProtocolError(f"{kind} lacks field {fname!r}")
+            raise MalformedMessage(f"{kind} lacks field {fname!r}")
     try:
         return cls(**kwargs)
-    except ProtocolError:
+    except MalformedMessage:
         raise
     except (TypeError, ValueError) as exc:  # pragma: no cover - _check covers the known cases
-        raise ProtocolError(f"{kind}: {exc}") from None
+        raise MalformedMessage(f"{kind}: {exc}") from None

@@ -1,0 +1,63 @@
+"""What a media worker keeps about each leg, prompt playback and recording, and the few helpers its
+parts share. No pjsua2 here: the objects it holds are pjsua2's, created by the worker."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from callcenter.core import telephony_protocol as p
+from callcenter.telephony.errors import TelephonyError
+
+__all__ = ["Leg", "Playback", "Recording", "Refused", "monotonic", "pj_reason"]
+
+
+def monotonic() -> float:
+    return time.monotonic()
+
+
+class Refused(TelephonyError):
+    """A command that cannot be carried out; becomes CommandFailed."""
+
+
+def pj_reason(exc: Exception) -> str:
+    """The message of a ``pjsua2.Error`` (which keeps it in ``reason``) or of any exception."""
+    return p.clean_text(getattr(exc, "reason", "") or str(exc), p.TEXT)
+
+
+@dataclass
+class Playback:
+    id: str
+    files: tuple[str, ...]
+    loop: bool
+    index: int = 0
+    token: int = 0
+    player: object | None = None  # the _Player playing files[index]
+
+
+@dataclass
+class Recording:
+    conversation: str
+    path: str
+    legs: tuple[str, ...]
+    recorder: object
+    started: float
+
+
+@dataclass
+class Leg:
+    id: str
+    incoming: bool
+    created: float
+    state: str = "new"  # arriving, answering, calling, early, confirmed, ending, refused
+    peer: str | None = None
+    answered_at: float | None = None
+    deadline: float | None = None  # decision deadline (incoming) or ring timeout (outgoing)
+    ringing_sent: bool = False
+    media_active: bool = False
+    end_cause: str | None = None
+    end_status: int | None = None
+    end_reason: str | None = None
+    playback: Playback | None = None
+    bridged: set[str] = field(default_factory=set)
+    waiting: list[p.Command] = field(default_factory=list)  # commands held until media is up
