@@ -56,7 +56,8 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
 
 def test_cli_db_upgrade_and_status(cli):
     status = cli("db", "status")
-    assert status.code == 1 and "needs 'callcenter db upgrade'" in status.out
+    # the message holds the database's path: its line breaks depend on how long the path is
+    assert status.code == 1 and "needs 'callcenter db upgrade'" in " ".join(status.out.split())
     first = cli("db", "upgrade")
     assert first.code == 0 and "migrated empty" in first.out and "6 added" in first.out
     again = cli("db", "upgrade")

@@ -114,6 +114,6 @@ def test_prompts_build_command(tmp_path):
     assert header(tmp_path / "p" / "en" / "bye.wav") == (1, 2, 16000, "NONE")
     assert "recorded" in result.output
     result = CliRunner().invoke(app, [*args, "prompts", "build", "--menu", str(menu_file), "--lang", "en", "--rate", "16000"])
-    assert "0 recorded" in result.output
+    assert "0 recorded" in " ".join(result.output.split())  # the line holds the path: breaks vary
     result = CliRunner().invoke(app, [*args, "prompts", "build", "--menu", str(menu_file), "--rate", "11025"])
     assert result.exit_code != 0
