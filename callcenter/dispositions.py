@@ -43,6 +43,13 @@ class DispositionRule:
     requires_callback: bool = False
 
 
+def rules_to_wire(rules: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``[dispositions]`` as the login reply sends them to consoles (read back by :func:`rules_from_wire`)."""
+    return [{"code": code, "label": d.label, "requires_note": d.requires_note,
+             "requires_callback": d.requires_callback, "outcome": getattr(d, "outcome", None)}
+            for code, d in rules.items()]
+
+
 def rules_from_wire(codes: Iterable[Mapping[str, Any]]) -> dict[str, DispositionRule]:
     """The login reply's ``dispositions`` list as code -> rule, in the server's order (label: the code if none)."""
     return {str(d["code"]): DispositionRule(label=str(d.get("label") or d["code"]),

@@ -103,3 +103,19 @@ def test_callback_number_is_e164_as_typed_by_an_agent():
 def test_bad_number_quotes_at_most_40_characters():
     assert bad_number("not a number") == "callback: 'not a number' is not a phone number"
     assert bad_number("9" * 100) == f"callback: {'9' * 40!r} is not a phone number"
+
+
+def test_the_rules_the_login_reply_sends_are_the_rules_the_console_reads_back():
+    from pathlib import Path
+
+    from callcenter.config import load
+    from callcenter.dispositions import rules_from_wire, rules_to_wire
+
+    rules = load(Path(__file__).resolve().parents[1] / "config" / "callcenter.toml", environ={}).settings.dispositions
+    wire = rules_to_wire(rules)
+    back = rules_from_wire(wire)
+    assert list(back) == list(rules) and len(rules) >= 3
+    for code, rule in rules.items():
+        assert (back[code].label, back[code].requires_note, back[code].requires_callback) == \
+            (rule.label, rule.requires_note, rule.requires_callback)
+    assert [w["outcome"] for w in wire] == [rule.outcome for rule in rules.values()]

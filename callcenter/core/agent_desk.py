@@ -60,12 +60,14 @@ class AgentDesk:
 
 
     def dispose(self, agent_id: str, call_id: str, code: str, notes: str | None = None,
-                callback: dict[str, Any] | None = None) -> None:
+                callback: dict[str, Any] | None = None, *, end_wrap_up: bool = False) -> None:
         """Save the agent's wrap-up code for one named call they handled; rules come from ``[dispositions]``.
 
         The pair (agent, call) must be one the agent owes (or their connected call): nothing here
         ever picks "the agent's latest call". Raises :class:`DispositionRefused` with a message for
-        the agent when a rule is not met; nothing is written then.
+        the agent when a rule is not met; nothing is written then. With ``end_wrap_up`` (what the
+        console asks by default), saving also ends the wrap-up this call put the agent in: never
+        one of a later call, and never one still waiting for another call's disposition.
         """
         problem = check_disposition(code, notes, callback, self.settings.dispositions)
         if problem is not None:
@@ -89,6 +91,9 @@ class AgentDesk:
         live = self._live(call_id)
         engine_id = entry.engine_id if entry is not None else (live.call_id if live is not None else call_id)
         self._acd(acd.CallDisposed(agent_id, engine_id))
+        if end_wrap_up and self.engine.agent_state(agent_id)[0] == "wrap_up" and \
+                self.last_call_of_agent.get(agent_id) == call_id and not (self.wrap_up_of(agent_id) or {}).get("owed_call"):
+            self.end_wrap_up(agent_id)
 
     def owed_list(self, agent_id: str) -> list[dict[str, Any]]:
         """The dispositions the agent owes, oldest first, as the consoles show them."""

@@ -7,8 +7,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from acd import AcdEngine
 from callcenter.clock import utcnow
 from callcenter.core import telephony_protocol as tp
+from callcenter.core.calls import Call
 
 
 class ContactStore(Protocol):
@@ -194,10 +196,9 @@ class CenterPort(Protocol):
     read-only view of the ACD and the calls for the dashboard. ``ContactCenter`` is the one implementation;
     every rule (who may do what on which call) is answered here, never decided again by the caller."""
 
-    engine: Any  # acd.AcdEngine, read for statistics only
-    calls: Mapping[str, Any]  # call id -> callcenter.core.calls.Call, read only
+    engine: AcdEngine  # read for statistics only
+    calls: Mapping[str, Call]  # read only
     counters: Mapping[str, int]
-    last_call_of_agent: Mapping[str, str]
 
     def now(self) -> dt.datetime: ...
 
@@ -232,7 +233,7 @@ class CenterPort(Protocol):
              queue: str | None = None, display_name: str | None = None) -> bool: ...
 
     def dispose(self, agent_id: str, call_id: str, code: str, notes: str | None = None,
-                callback: dict[str, Any] | None = None) -> None: ...
+                callback: dict[str, Any] | None = None, *, end_wrap_up: bool = False) -> None: ...
 
     def owed_list(self, agent_id: str) -> list[dict[str, Any]]: ...
 

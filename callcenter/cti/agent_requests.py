@@ -207,17 +207,12 @@ class AgentRequests:
         callback = self._callback(session, message["callback"]) if message.get("callback") else None
         notes = message.get("notes")
         try:
-            self.center.dispose(agent_id, call_id, code, notes=notes, callback=callback)
+            self.center.dispose(agent_id, call_id, code, notes=notes, callback=callback,
+                                end_wrap_up=message.get("end_wrap_up", True))
         except DispositionRefused as exc:
             raise p.ProtocolError(p.REFUSED, str(exc), call_id=call_id) from None
-        await self.center.drain()
+        await self.center.drain()  # the disposition is stored before the agent hears it is saved
         state = self._state(agent_id)
-        wrap = self.center.wrap_up_of(agent_id)
-        # Saving ends the wrap-up this call put the agent in (not one of a later call).
-        if message.get("end_wrap_up", True) and state == "wrap_up" and \
-                self.center.last_call_of_agent.get(agent_id) == call_id and not (wrap or {}).get("owed_call"):
-            self.center.end_wrap_up(agent_id)
-            state = self._state(agent_id)
         log.info("CTI agent %s disposed call %s as %s%s", agent_id, call_id, code,
                  " with a callback" if callback else "")
         return {"call_id": call_id, "code": code, "state": state, "callback": callback is not None,

@@ -12,6 +12,7 @@ from callcenter import __version__
 from callcenter.cti import protocol as p
 from callcenter.cti.auth import DUMMY_PIN_HASH, check_pin
 from callcenter.cti.sessions import Session
+from callcenter.dispositions import rules_to_wire
 from callcenter.logsafe import log_safe
 
 __all__ = ["SessionRequests"]
@@ -117,11 +118,7 @@ class SessionRequests:
             "region": s.center.default_region,
             "timezone": self.zone,
             "repeat_hours": self.repeat_hours,
-            "dispositions": [
-                {"code": code, "label": d.label, "requires_note": d.requires_note,
-                 "requires_callback": d.requires_callback, "outcome": d.outcome}
-                for code, d in s.dispositions.items()
-            ],
+            "dispositions": rules_to_wire(s.dispositions),
             "not_ready_reasons": list(s.acd.not_ready_reasons),
             "queues": [{"id": qid, "name": s.queue_display_name(qid)} for qid in s.queues],
             "agents": [{"id": aid, "name": a.name} for aid, a in s.agents.items() if a.role == "agent"],

@@ -24,6 +24,8 @@ from typing import Any
 from acd.erlang import ErlangError, agents_for_service_level, erlang_c_report
 from acd.history import QueueHistory
 from acd.stats import AgentStats, QueueStats
+from callcenter.config import Settings
+from callcenter.core.ports import CenterPort
 
 log = logging.getLogger("callcenter.cti.supervision")
 
@@ -48,7 +50,7 @@ class SupervisorFeed:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         push: Callable[[dict[str, Any]], None],
         listening: Callable[[], bool],
@@ -59,7 +61,7 @@ class SupervisorFeed:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.center: Any = None
+        self.center: CenterPort | None = None
         self.push = push
         self.listening = listening
         self.connected_agents = connected_agents
@@ -82,7 +84,7 @@ class SupervisorFeed:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def bind(self, center: Any) -> None:
+    def bind(self, center: CenterPort) -> None:
         self.center = center
 
     def start(self) -> None:
