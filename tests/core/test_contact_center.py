@@ -535,12 +535,8 @@ async def test_an_offer_that_could_not_be_dialled_is_no_missed_offer_and_comes_b
 
 
 async def test_a_supervisor_can_log_out_an_agent_on_a_call_and_the_call_is_ended_and_recorded(h):
-    leg = await caller_to_general_queue(h)
-    dial = h.dials()[0]
-    h.fake.inject(tp.LegAnswered(leg=dial.leg))
-    await h.settle()
+    leg, dial, agent = await connected_call(h)
     call_id = h.only_call_id()
-    agent = h.store.rows[call_id]["agent_id"]
     result = h.cc.force_state("9001", agent, "logged_out")
     assert result["state"] == "logged_out"
     hung = {c.leg for c in h.fake.sent(tp.Hangup)}
@@ -594,12 +590,8 @@ async def test_until_disposed_a_kept_callback_disposition_ends_the_wrap_up(held)
 
 async def test_until_disposed_a_disposition_saved_during_the_call_does_not_hold_the_agent(held):
     h = held
-    leg = await caller_to_general_queue(h)
-    dial = h.dials()[0]
-    h.fake.inject(tp.LegAnswered(leg=dial.leg))
-    await h.settle()
+    leg, dial, agent = await connected_call(h)
     call_id = h.only_call_id()
-    agent = h.store.rows[call_id]["agent_id"]
     h.cc.dispose(agent, call_id, "resolved")
     for ended in (leg, dial.leg):
         h.fake.inject(tp.LegEnded(leg=ended, cause="remote_bye"))
@@ -611,12 +603,8 @@ async def test_until_disposed_a_disposition_saved_during_the_call_does_not_hold_
 
 async def test_until_disposed_a_call_lost_with_its_worker_is_owed_and_can_be_disposed(held):
     h = held
-    leg = await caller_to_general_queue(h)
-    dial = h.dials()[0]
-    h.fake.inject(tp.LegAnswered(leg=dial.leg))
-    await h.settle()
+    leg, dial, agent = await connected_call(h)
     call_id = h.only_call_id()
-    agent = h.store.rows[call_id]["agent_id"]
     h.fake.inject(tp.WorkerDied(worker="w1", legs=(leg, dial.leg), returncode=-9))
     await h.settle()
     assert [o["call_id"] for o in h.cc.owed_list(agent)] == [call_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -199,3 +200,15 @@ def sipp(workdir: Path, scenario: Path, *, remote: int | None = None, port: int,
     proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     return Sipp(proc, workdir)
+
+
+async def until(predicate, timeout: float, what: str, explain=lambda: "", step: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` and ``explain()`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s\n{explain()}")
+        await asyncio.sleep(step)

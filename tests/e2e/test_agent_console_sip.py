@@ -5,13 +5,10 @@ disposition with a callback; the database holds it all afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from textual.widgets import DataTable, OptionList
 
@@ -20,22 +17,13 @@ from callcenter.db.models import Callback, Customer, Disposition, Interaction, P
 from callcenter.tui.agent_console import AgentConsoleApp
 from callcenter.tui.agent_disposition import DispositionScreen
 from callcenter.tui.agent_lists import CallbacksScreen
-from tests.e2e.sip_support import AGENT_SCENARIOS, SCENARIOS, Server, dtmf_pcap, free_udp_port, sipp
+from tests.e2e.sip_support import AGENT_SCENARIOS, SCENARIOS, Server, dtmf_pcap, free_udp_port, sipp, until
 from tests.tui.tui_support import notifications, screen_text
 
 AUDIO = "/usr/share/sip-tester/g711a.pcap"
 NUMBER = "+8613912345678"
 RING_MS = 2500  # the phone rings this long before it answers: the pop must be up before then
 KEY_AFTER_MS = 16000  # after the VIP greeting (about 11 s of prompt), in the main menu
-
-
-@pytest.fixture(scope="module")
-def prompts(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("console-prompts")
-    workdir = tmp_path_factory.mktemp("console-prompt-build")
-    result = Server(workdir, 5060, f"sqlite:///{workdir / 'x.db'}", folder, {}).run("prompts", "build", timeout=300)
-    assert result.returncode == 0, result.stderr
-    return folder
 
 
 def slow_phone_scenario(folder: Path) -> Path:
@@ -77,17 +65,6 @@ def recorded(url: str) -> str:
                  for r in s.scalars(select(Interaction))]
     db.dispose()
     return "\n".join(lines)
-
-
-async def until(predicate, timeout: float, what: str, log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{log()}")
-        await asyncio.sleep(0.02)
 
 
 async def test_real_call_pops_on_the_console_and_the_disposition_is_saved(tmp_path, prompts):

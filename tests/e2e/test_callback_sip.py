@@ -18,7 +18,7 @@ from callcenter.core import queue_log as ql
 from callcenter.cti.client import CtiClient
 from callcenter.db import Database
 from callcenter.db.models import Callback, Interaction, QueueEvent
-from tests.e2e.sip_support import AGENT_SCENARIOS, Server, dtmf_pcap, free_udp_port, sipp
+from tests.e2e.sip_support import AGENT_SCENARIOS, Server, dtmf_pcap, free_udp_port, sipp, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -28,15 +28,6 @@ NUMBER = "+8613912345678"
 PIN = "1234"
 AGENTS = ("1001", "1002", "1003", "1004", "1005")
 CLOSING = ql.CLOSING  # each call that entered a queue gets exactly one of these
-
-
-@pytest.fixture(scope="module")
-def prompts(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("callback-prompts")
-    workdir = tmp_path_factory.mktemp("callback-prompt-build")
-    result = Server(workdir, 5060, f"sqlite:///{workdir / 'x.db'}", folder, {}).run("prompts", "build", timeout=300)
-    assert result.returncode == 0, result.stderr
-    return folder
 
 
 @pytest.fixture
@@ -99,17 +90,6 @@ def one_callback_call(found: dict) -> tuple[dict, dict]:
     outbound = [r for r in found["interactions"] if r["direction"] == "outbound"]
     assert len(inbound) == 1 and len(outbound) == 1, found["interactions"]
     return inbound[0], outbound[0]
-
-
-async def until(predicate, timeout: float, what: str, explain=lambda: "", step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{explain()}")
-        await asyncio.sleep(step)
 
 
 # ------------------------------------------------------------------ CTI

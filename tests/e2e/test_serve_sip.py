@@ -18,17 +18,6 @@ from tests.e2e.sip_support import AGENT_SCENARIOS, SCENARIOS, Server, dtmf_pcap,
 AUDIO = "/usr/share/sip-tester/g711a.pcap"
 
 
-@pytest.fixture(scope="session")
-def prompts(tmp_path_factory) -> Path:
-    """The IVR prompts, recorded once for the whole run."""
-    folder = tmp_path_factory.mktemp("prompts")
-    workdir = tmp_path_factory.mktemp("prompt-build")
-    server = Server(workdir, 5060, f"sqlite:///{workdir / 'x.db'}", folder, {})
-    result = server.run("prompts", "build", timeout=300)
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
 @pytest.fixture
 def center(tmp_path, prompts):
     """A migrated database and a server whose five agents' phones are on free ports (no phone yet)."""
