@@ -431,7 +431,10 @@ class CommandFailed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Pong(Event):
+    """The answer to Ping; ``media_ports`` is the worker's conference ports in use (leak checks)."""
+
     command_id: str = field(metadata=_limit(SHORT))
+    media_ports: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

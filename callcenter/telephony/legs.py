@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from callcenter.core import telephony_protocol as p
 from callcenter.telephony.errors import TelephonyError
 
-__all__ = ["Leg", "Playback", "Recording", "Refused", "monotonic", "pj_reason"]
+__all__ = ["Leg", "Playback", "Recording", "Refused", "SharedLoop", "monotonic", "pj_reason"]
 
 
 def monotonic() -> float:
@@ -33,6 +33,20 @@ class Playback:
     index: int = 0
     token: int = 0
     player: object | None = None  # the _Player playing files[index]
+    shared: str | None = None  # a looped file heard from the worker's one player of it (SharedLoop)
+
+
+@dataclass
+class SharedLoop:
+    """One looping player of a file (hold music) that every leg holding on this worker hears.
+
+    Decoded and clocked once per worker instead of once per caller, like FreeSWITCH's
+    ``local_stream``: a caller joins the music where it is, not at its start.
+    """
+
+    path: str
+    player: object
+    listeners: set[str] = field(default_factory=set)
 
 
 @dataclass

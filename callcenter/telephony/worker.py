@@ -26,13 +26,14 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 from collections import deque
 
 from callcenter.core import telephony_protocol as p
 from callcenter.telephony.admission import LegBudget, RateLimiter
-from callcenter.telephony.legs import Leg, Recording, Refused, monotonic, pj_reason
+from callcenter.telephony.legs import Leg, Recording, Refused, SharedLoop, monotonic, pj_reason
 from callcenter.telephony.sip_text import from_uri, guess_id, parse_invite
 from callcenter.telephony.worker_media import MediaCommands
 
@@ -43,7 +44,16 @@ BUILD_MAX_CALLS = 4
 DEFAULT_MAX_RATE = 20.0
 """New legs per second per worker; the wheel aborts the process somewhere above 60/s."""
 DEFAULT_DECIDE_TIMEOUT = 5.0
-POLL_MS = 10
+IDLE_POLL = 1.0
+"""Longest wait in ``libHandleEvents`` when nothing is due: commands and prompt ends wake the loop."""
+BUSY_POLL = 0.1
+"""Longest wait while calls are up (RTP wakes the loop far more often; this bounds pjsua2's own jobs)."""
+TIMER_STEP = 0.05
+CLOCK_LINGER = 2.0
+"""Seconds the conference clock keeps running after the last call, so pjmedia carries out the port
+removals it queued for that clock (they leak if the clock stops first)."""
+WAKE = b"\0"
+"""The datagram that wakes the loop: pjsip drops UDP packets of 32 bytes or less unread."""
 CANCEL_LINGER = 32.0
 """Seconds pjsua may keep a cancelled outgoing call's slot (SIP Timer B) when no 487 comes."""
 PJ_ETOOMANY = 70010
@@ -67,6 +77,7 @@ class Worker(MediaCommands):
         self.legs: dict[str, Leg] = {}
         self.calls: dict[str, object] = {}  # leg id -> _Call: the only strong reference to a Call
         self.recordings: dict[str, Recording] = {}
+        self.loops: dict[str, SharedLoop] = {}  # looped files (hold music) by path, one player each
         self.inbox: deque[tuple] = deque()  # notes from pjsua2 callbacks, handled by the loop
         self.commands: queue.Queue = queue.Queue()
         self.out: queue.Queue = queue.Queue()
@@ -82,6 +93,11 @@ class Worker(MediaCommands):
         self._last_capacity: tuple[int, int, int] | None = None
         self._next_timer = 0.0
         self._pj_thread = threading.get_ident()
+        self.sleeping = False  # the loop is (about to be) waiting in libHandleEvents
+        self.clock_on = False
+        self.busy_until = 0.0  # the conference clock may stop after this
+        self._waker: socket.socket | None = None
+        self._wake_to: tuple | None = None
 
     # ---------------------------------------------------------------- IPC plumbing (any thread)
 
@@ -111,6 +127,7 @@ class Worker(MediaCommands):
             if not line:
                 self.parent_gone.set()
                 self.commands.put(None)
+                self.wake()
                 return
             if not line.endswith(b"\n") and len(line) > p.MAX_LINE:
                 while True:  # skip the rest of an over-long line
@@ -130,6 +147,21 @@ class Worker(MediaCommands):
                 self.emit(p.CommandFailed(command_id="", command=type(msg).__name__, reason="not a command"))
                 continue
             self.commands.put(msg)
+            self.wake()
+
+    def wake(self) -> None:
+        """Make the loop leave ``libHandleEvents`` now (any thread): a tiny datagram to our SIP port.
+
+        The loop waits up to a second when idle; this is what keeps a command's latency at a few ms
+        anyway. Sent only when the loop may be waiting: it checks for work after marking itself
+        ``sleeping`` and before it waits, so no command can slip between the two.
+        """
+        if not self.sleeping or self._waker is None:
+            return
+        try:
+            self._waker.sendto(WAKE, self._wake_to)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------------------------ pjsua2 setup
 
@@ -149,8 +181,19 @@ class Worker(MediaCommands):
         cfg.uaConfig.userAgent = "callcenter-media-worker"
         cfg.logConfig.level = a.pj_log_level
         cfg.logConfig.consoleLevel = a.pj_log_level
-        cfg.medConfig.sndAutoCloseTime = -1  # else conference ports leak when nothing plays
-        cfg.medConfig.noVad = True
+        med = cfg.medConfig
+        med.sndAutoCloseTime = -1  # pjsua must not stop the clock behind our back (see _sync_clock)
+        med.noVad = True
+        # No media thread: RTP is served by the SIP poller in our loop, so an idle worker sleeps.
+        # (pjmedia's own I/O thread wakes every 10 ms whether or not a call is up.)
+        med.hasIoqueue = False
+        med.threadCnt = 0
+        # The conference runs at the trunk's rate: G.711 calls and 8 kHz prompts need no resampling.
+        med.clockRate = a.clock_rate
+        med.sndClockRate = a.clock_rate
+        med.channelCount = 1
+        med.audioFramePtime = 20
+        med.ecTailLen = 0
         self.ep = ep
         ep.libInit(cfg)
 
@@ -162,12 +205,16 @@ class Worker(MediaCommands):
         if a.tcp:
             ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
         ep.libStart()
-        ep.audDevManager().setNullDev()
-        for codec, prio in (("PCMU/8000/1", 250), ("PCMA/8000/1", 249), ("G722/16000/1", 248)):
+        ep.audDevManager().setNoDev()  # no conference clock until a call is up (_sync_clock)
+        wide = a.clock_rate >= 16000
+        for codec, prio in (("PCMU/8000/1", 250), ("PCMA/8000/1", 249), ("G722/16000/1", 251 if wide else 248)):
             try:
                 ep.codecSetPriority(codec, prio)
             except pj.Error:
                 pass
+        family = socket.AF_INET6 if ":" in a.address else socket.AF_INET
+        self._waker = socket.socket(family, socket.SOCK_DGRAM)
+        self._wake_to = (a.address, a.port)
 
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:{self.name}@{a.address}:{a.port}"
@@ -207,14 +254,24 @@ class Worker(MediaCommands):
             return 4
         self._report_capacity()
         while True:
-            self.ep.libHandleEvents(POLL_MS)
-            self._drain_inbox()
-            self._drain_commands()
+            now = monotonic()
+            wait = self._poll_wait(now)
+            self.sleeping = True
+            if not self.commands.empty() or self.inbox:
+                wait = 0.0
+            self.ep.libHandleEvents(int(wait * 1000))
+            self.sleeping = False
+            if self.inbox:
+                self._drain_inbox()
+            if not self.commands.empty():
+                self._drain_commands()
             now = monotonic()
             if now >= self._next_timer:
                 self._timers(now)
-                self._next_timer = now + 0.05
-            self._drain_inbox()
+                self._next_timer = now + TIMER_STEP
+            if self.inbox:
+                self._drain_inbox()
+            self._sync_clock(now)
             self._report_capacity()
             if self.parent_gone.is_set() and not self.stopping:
                 log.warning("control process gone: hanging up and exiting")
@@ -229,12 +286,47 @@ class Worker(MediaCommands):
         writer.join(timeout=2.0)
         return 0
 
+    def _poll_wait(self, now: float) -> float:
+        """Seconds the loop may wait in pjsua2: until our next deadline, at most IDLE_POLL."""
+        due = now + (BUSY_POLL if self.calls else IDLE_POLL)
+        if self.calls or self.legs:
+            due = min(due, self._next_timer)
+        for leg in self.legs.values():
+            if leg.deadline is not None and leg.deadline < due:
+                due = leg.deadline
+        if self.budget.blocked:
+            due = min(due, self.stuck_until)
+        if self.clock_on and not self.calls:
+            due = min(due, self.busy_until)
+        if self.stopping:
+            due = min(due, now + TIMER_STEP)
+        return min(IDLE_POLL, max(0.0, due - now))
+
+    def _sync_clock(self, now: float) -> None:
+        """Run the conference clock only while calls are up, and CLOCK_LINGER seconds after.
+
+        The null sound device's clock costs a third of a percent of a core even with nothing to
+        mix. pjmedia removes a finished call's conference port only on a clock tick, so the clock
+        runs until every call has gone and then a little longer; it starts again as a call
+        arrives, before its media is added. (pjsua's own auto-close is off: it stops the clock
+        after any idle second, queued removals pile up and, after ~253 calls, every call gets 488.)
+        """
+        if self.calls:
+            self.busy_until = now + self.args.clock_linger
+            if not self.clock_on:
+                self.ep.audDevManager().setNullDev()
+                self.clock_on = True
+        elif self.clock_on and now >= self.busy_until and not self.recordings and not self.loops:
+            self.ep.audDevManager().setNoDev()
+            self.clock_on = False
+
     def _teardown(self) -> None:
         self._drain_inbox()  # LegEnded for calls that ended in the last poll
         for rec in list(self.recordings.values()):
             self._finish_recording(rec, emit=not self.parent_gone.is_set())
         for leg in list(self.legs.values()):
             self._stop_playback(leg, emit=False)
+        self.loops.clear()
         if self.calls:
             log.warning("%d call(s) still up at exit", len(self.calls))
             try:
@@ -243,7 +335,7 @@ class Worker(MediaCommands):
                 pass
             end = monotonic() + 1.0
             while self.calls and monotonic() < end:
-                self.ep.libHandleEvents(POLL_MS)
+                self.ep.libHandleEvents(int(TIMER_STEP * 1000))
             self._drain_inbox()
         self.calls.clear()
         self.legs.clear()
@@ -256,6 +348,8 @@ class Worker(MediaCommands):
         gc.collect()  # no Call object may be alive at libDestroy
         self.ep.libDestroy()
         self.ep = None
+        if self._waker is not None:
+            self._waker.close()
 
     def _begin_shutdown(self, grace: float) -> None:
         if self.stopping:
@@ -511,7 +605,7 @@ class Worker(MediaCommands):
 
     def _dispatch(self, cmd: p.Command) -> None:
         if isinstance(cmd, p.Ping):
-            self.emit(p.Pong(command_id=cmd.id))
+            self.emit(p.Pong(command_id=cmd.id, media_ports=self.ep.mediaActivePorts()))
         elif isinstance(cmd, p.Shutdown):
             self._begin_shutdown(cmd.grace)
         elif isinstance(cmd, p.AnswerCall):
@@ -738,6 +832,7 @@ def _subclasses():
         def onEof2(self) -> None:
             try:
                 self.worker.inbox.append(("eof", self.leg_id, self.token))
+                self.worker.wake()  # the conference clock's thread: the loop may be asleep
             except Exception:  # noqa: BLE001
                 log.exception("onEof2 %s", self.leg_id)
 
@@ -793,6 +888,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="seconds the control process has to answer or reject an arrived call (default 5)")
     ap.add_argument("--refuse-hold", type=float, default=0.25,
                     help="seconds an INVITE over the rate limit waits for its 503 (default 0.25)")
+    ap.add_argument("--clock-rate", type=int, choices=(8000, 16000), default=8000,
+                    help="conference clock in Hz: 8000 for G.711 trunks (default), 16000 for G.722 (wideband)")
+    ap.add_argument("--clock-linger", type=float, default=CLOCK_LINGER,
+                    help=f"seconds the conference clock runs on after the last call (default {CLOCK_LINGER:g})")
     ap.add_argument("--pj-log-level", type=int, default=1, help="pjsua2 log level to stderr, 0-6 (default 1)")
     ap.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
     args = ap.parse_args(argv)
@@ -828,8 +927,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     worker = Worker(args, ipc_out)
 
-    def _on_signal(signum, frame):  # only sets a flag: the loop notices it after the next poll
+    def _on_signal(signum, frame):  # only sets a flag: the loop notices it after this poll
         worker.signalled = signum
+        worker.wake()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from callcenter.core import telephony_protocol as p
-from callcenter.telephony.legs import Leg, Playback, Recording, Refused, monotonic, pj_reason
+from callcenter.telephony.legs import Leg, Playback, Recording, Refused, SharedLoop, monotonic, pj_reason
 
 __all__ = ["MediaCommands"]
 
@@ -35,8 +35,49 @@ class MediaCommands:
         if not self._media_ready(leg, cmd):
             return
         self._stop_playback(leg, emit=True)
+        if cmd.loop and len(cmd.files) == 1:
+            leg.playback = Playback(cmd.id, tuple(cmd.files), True, shared=cmd.files[0])
+            try:
+                self._join_loop(leg, cmd.files[0])
+            except Refused:
+                leg.playback = None
+                raise
+            return
         leg.playback = Playback(cmd.id, tuple(cmd.files), cmd.loop, index=-1)
         self._advance_playback(leg)
+
+    def _join_loop(self, leg: Leg, path: str) -> None:
+        """Let ``leg`` hear the worker's looping player of ``path``, started for the first listener."""
+        pj = self.pj
+        loop = self.loops.get(path)
+        if loop is None:
+            player = pj.AudioMediaPlayer()
+            try:
+                player.createPlayer(path, 0)  # 0: loops at the end of the file, no EOF callback
+            except pj.Error as exc:
+                raise Refused(f"cannot play {path}: {pj_reason(exc)}") from None
+            loop = self.loops[path] = SharedLoop(path, player)
+        try:
+            loop.player.startTransmit(self._audio(leg))
+        except pj.Error as exc:
+            self._leave_loop(leg, path)
+            raise Refused(f"cannot play to {leg.id}: {pj_reason(exc)}") from None
+        loop.listeners.add(leg.id)
+
+    def _leave_loop(self, leg: Leg, path: str) -> None:
+        loop = self.loops.get(path)
+        if loop is None:
+            return
+        loop.listeners.discard(leg.id)
+        call = self.calls.get(leg.id)
+        if call is not None:
+            try:
+                loop.player.stopTransmit(call.getAudioMedia(-1))
+            except Exception:  # noqa: BLE001 - media may be gone already
+                pass
+        if not loop.listeners:
+            del self.loops[path]
+            loop.player = None  # pjsua_player_destroy, from the loop
 
     def _advance_playback(self, leg: Leg) -> None:
         pb = leg.playback
@@ -79,6 +120,9 @@ class MediaCommands:
             raise Refused(f"cannot play to {leg.id}: {pj_reason(exc)}") from None
 
     def _destroy_player(self, leg: Leg, pb: Playback) -> None:
+        if pb.shared is not None:
+            self._leave_loop(leg, pb.shared)
+            return
         player, pb.player = pb.player, None
         if player is None:
             return
