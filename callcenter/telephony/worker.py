@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import os
 import queue
 import signal
 import socket
 import sys
 import threading
+import time
 from collections import deque
 
 from callcenter.core import telephony_protocol as p
@@ -49,6 +51,7 @@ IDLE_POLL = 1.0
 BUSY_POLL = 0.1
 """Longest wait while calls are up (RTP wakes the loop far more often; this bounds pjsua2's own jobs)."""
 TIMER_STEP = 0.05
+"""The loop's longest wait while shutting down."""
 CLOCK_LINGER = 2.0
 """Seconds the conference clock keeps running after the last call, so pjmedia carries out the port
 removals it queued for that clock (they leak if the clock stops first)."""
@@ -79,7 +82,7 @@ class Worker(MediaCommands):
         self.recordings: dict[str, Recording] = {}
         self.loops: dict[str, SharedLoop] = {}  # looped files (hold music) by path, one player each
         self.inbox: deque[tuple] = deque()  # notes from pjsua2 callbacks, handled by the loop
-        self.commands: queue.Queue = queue.Queue()
+        self.commands: deque[p.Command | None] = deque()  # from the reader thread; None: stdin closed
         self.out: queue.Queue = queue.Queue()
         self.seq = 0
         self.stopping = False
@@ -91,7 +94,8 @@ class Worker(MediaCommands):
         self.signalled = 0
         self._ipc_out = ipc_out
         self._last_capacity: tuple[int, int, int] | None = None
-        self._next_timer = 0.0
+        self._next_due = 0.0  # when the loop's bookkeeping must run next (_poll_wait)
+        self._calls_seen = 0
         self._pj_thread = threading.get_ident()
         self.sleeping = False  # the loop is (about to be) waiting in libHandleEvents
         self.clock_on = False
@@ -126,7 +130,7 @@ class Worker(MediaCommands):
                 line = b""
             if not line:
                 self.parent_gone.set()
-                self.commands.put(None)
+                self.commands.append(None)
                 self.wake()
                 return
             if not line.endswith(b"\n") and len(line) > p.MAX_LINE:
@@ -146,7 +150,7 @@ class Worker(MediaCommands):
             if not isinstance(msg, p.Command):
                 self.emit(p.CommandFailed(command_id="", command=type(msg).__name__, reason="not a command"))
                 continue
-            self.commands.put(msg)
+            self.commands.append(msg)
             self.wake()
 
     def wake(self) -> None:
@@ -195,6 +199,8 @@ class Worker(MediaCommands):
         med.audioFramePtime = 20
         med.ecTailLen = 0
         self.ep = ep
+        # The loop calls this hundreds of times a second with calls up: skip pjsua2.py's wrapper.
+        self._handle_events = getattr(pj._pjsua2, "Endpoint_libHandleEvents", None) or pj.Endpoint.libHandleEvents
         ep.libInit(cfg)
 
         tcfg = pj.TransportConfig()
@@ -253,32 +259,21 @@ class Worker(MediaCommands):
             writer.join(timeout=2.0)
             return 4
         self._report_capacity()
+        handle = self._handle_events
         while True:
-            now = monotonic()
+            now = time.monotonic()
             wait = self._poll_wait(now)
             self.sleeping = True
-            if not self.commands.empty() or self.inbox:
+            if self.commands or self.inbox:
                 wait = 0.0
-            self.ep.libHandleEvents(int(wait * 1000))
+            # Whole milliseconds, rounded up: a wait of 0.4 ms must not become a busy poll.
+            handle(self.ep, math.ceil(wait * 1000))
             self.sleeping = False
-            if self.inbox:
-                self._drain_inbox()
-            if not self.commands.empty():
-                self._drain_commands()
-            now = monotonic()
-            if now >= self._next_timer:
-                self._timers(now)
-                self._next_timer = now + TIMER_STEP
-            if self.inbox:
-                self._drain_inbox()
-            self._sync_clock(now)
-            self._report_capacity()
-            if self.parent_gone.is_set() and not self.stopping:
-                log.warning("control process gone: hanging up and exiting")
-                self._begin_shutdown(2.0)
-            if self.signalled and not self.stopping:
-                log.info("signal %d: hanging up and exiting", self.signalled)
-                self._begin_shutdown(2.0)
+            now = time.monotonic()
+            if (not self.inbox and not self.commands and now < self._next_due and len(self.calls) == self._calls_seen
+                    and not self.signalled and not self.stopping):
+                continue  # only media moved (an RTP packet): nothing for us to do
+            self._turn(now)
             if self.stopping and (not self.calls or now >= self.stop_deadline):
                 break
         self._teardown()
@@ -286,11 +281,34 @@ class Worker(MediaCommands):
         writer.join(timeout=2.0)
         return 0
 
+    def _turn(self, now: float) -> None:
+        """The loop's bookkeeping after a poll that brought something besides media."""
+        if self.inbox:
+            self._drain_inbox()
+        if self.commands:
+            self._drain_commands()
+        if now >= self._next_due:
+            self._timers(now)
+        if self.inbox:
+            self._drain_inbox()
+        self._calls_seen = len(self.calls)
+        self._sync_clock(now)
+        self._report_capacity()
+        if self.parent_gone.is_set() and not self.stopping:
+            log.warning("control process gone: hanging up and exiting")
+            self._begin_shutdown(2.0)
+        if self.signalled and not self.stopping:
+            log.info("signal %d: hanging up and exiting", self.signalled)
+            self._begin_shutdown(2.0)
+
     def _poll_wait(self, now: float) -> float:
-        """Seconds the loop may wait in pjsua2: until our next deadline, at most IDLE_POLL."""
+        """Seconds the loop may wait in pjsua2: until our next deadline, at most IDLE_POLL.
+
+        Sets ``_next_due``, when the loop's bookkeeping (``_turn``) must run next. While calls are
+        up every RTP packet ends the wait, so the loop turns hundreds of times a second; the turns
+        that brought nothing but media skip the bookkeeping.
+        """
         due = now + (BUSY_POLL if self.calls else IDLE_POLL)
-        if self.calls or self.legs:
-            due = min(due, self._next_timer)
         for leg in self.legs.values():
             if leg.deadline is not None and leg.deadline < due:
                 due = leg.deadline
@@ -300,6 +318,7 @@ class Worker(MediaCommands):
             due = min(due, self.busy_until)
         if self.stopping:
             due = min(due, now + TIMER_STEP)
+        self._next_due = due
         return min(IDLE_POLL, max(0.0, due - now))
 
     def _sync_clock(self, now: float) -> None:
@@ -578,8 +597,8 @@ class Worker(MediaCommands):
     def _drain_commands(self) -> None:
         for _ in range(64):
             try:
-                cmd = self.commands.get_nowait()
-            except queue.Empty:
+                cmd = self.commands.popleft()
+            except IndexError:
                 return
             if cmd is None:
                 continue  # stdin closed; parent_gone is set
