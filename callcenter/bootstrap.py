@@ -22,8 +22,17 @@ def center_zone(settings: Settings) -> ZoneInfo:
 
 
 def worker_count(settings: Settings, legs_per_worker: int = 4) -> int:
-    """Explicit ``sip.workers``, or enough 4-leg workers for ``sip.max_legs``."""
+    """Explicit ``sip.workers``, or enough 4-leg workers for ``sip.max_legs`` (an elastic pool's slots)."""
     return settings.sip.workers or max(1, -(-settings.sip.max_legs // legs_per_worker))
+
+
+def worker_sizing(settings: Settings):
+    """The elastic pool's rules from ``sip.*`` (``sip.workers = 0``)."""
+    from callcenter.telephony.sizing import SizingRules
+
+    sip = settings.sip
+    return SizingRules(spare_legs=sip.spare_legs, idle_retire_seconds=sip.worker_idle_retire_seconds,
+                       lead_seconds=sip.worker_lead_seconds)
 
 
 def front_kind(settings: Settings) -> str:
@@ -55,6 +64,8 @@ class Server:
 
     With the SIP front (``sip.front``), Kamailio listens on ``sip.listen_address:sip.port`` and the
     workers on ``sip.worker_base_port`` and up; without it, the workers start at ``sip.port``.
+    ``sip.workers = 0`` (and no ``workers`` given) with the front makes the pool elastic; without the
+    front it stays fixed, because callers reach the workers' own ports.
     """
 
     def __init__(self, settings: Settings, *, workers: int | None = None) -> None:
@@ -84,11 +95,14 @@ class Server:
                 raise ConfigError(f"sip.listen_address {sip.listen_address!r}: the SIP front and its workers need one "
                                   "concrete address (their media is offered on it), e.g. '192.0.2.10'")
         self.db = database(settings)
+        elastic = workers is None and sip.workers == 0 and self.front_kind == "kamailio"
         self.pool = WorkerPool(
             count,
             address=sip.listen_address,
             base_port=sip.worker_base_port if self.front_kind == "kamailio" else sip.port,
             rtp_start=sip.rtp_port_start,
+            sizing=worker_sizing(settings) if elastic else None,
+            worker_args=("--clock-rate", str(sip.media_clock_rate)),
         )
         if self.front_kind == "kamailio":
             from callcenter.front import KamailioFront
@@ -98,6 +112,7 @@ class Server:
                 max_load=sip.front_max_load or self.pool.legs // 2, trunk_allow=sip.trunk_allow,
                 pike_density=sip.front_pike_density, on_report=self._front_report,
             )
+            self.pool.on_retiring = self.front.withdraw  # out of the list before it stops
         self.store = SqlInteractionStore(self.db)
         self.cti = CtiServer(settings, directory=SqlCustomerDirectory(self.db, region=settings.center.default_region))
         self.center = ContactCenter(
@@ -129,6 +144,7 @@ class Server:
 
         event = blocked_call(report)
         if event is not None:
+            self.pool.note_turned_away()  # demand an elastic pool sizes for
             self.pool.events.put_nowait(event)
 
     async def start(self) -> None:

@@ -73,8 +73,25 @@ class SipConfig(_Section):
         300, ge=0, le=1_000_000,
         description="requests one source address may send the front in 2 s before its traffic is dropped; 0: no limit",
     )
-    workers: int = Field(0, ge=0, le=256, description="0 sizes the pool from max_legs")
+    workers: int = Field(
+        0, ge=0, le=256,
+        description="N > 0: a fixed pool of N workers; 0: an elastic pool of up to max_legs / 4 workers (with the front)",
+    )
     max_legs: int = Field(16, ge=2, le=4096)
+    media_clock_rate: Literal[8000, 16000] = Field(
+        8000, description="the media workers' conference clock in Hz: 8000 for G.711 trunks, 16000 for G.722",
+    )
+    spare_legs: int = Field(
+        4, ge=2, le=4096,
+        description="elastic pool: free legs always ready for new calls (a caller takes 2: its own and its agent's)",
+    )
+    worker_idle_retire_seconds: float = Field(
+        300.0, ge=1, le=86400, description="elastic pool: a worker with no call for this long is stopped"
+    )
+    worker_lead_seconds: float = Field(
+        2.0, ge=0, le=60,
+        description="elastic pool: room kept, beyond spare_legs, for this many seconds of new legs at the recent rate",
+    )
     trunk_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
     outbound_uri: str = Field(
         "sip:{number}@127.0.0.1:5060", description="where callbacks dial customers; {number} is E.164 without +"
@@ -109,6 +126,10 @@ class SipConfig(_Section):
     def _rtp_range(self) -> SipConfig:
         if self.rtp_port_end <= self.rtp_port_start:
             raise ValueError("rtp_port_end must be above rtp_port_start")
+        if self.workers == 0 and self.spare_legs > self.max_legs:
+            raise _CrossReferenceErrors([(("spare_legs",), (
+                f"more than max_legs ({self.max_legs}): the elastic pool (workers = 0) can never keep that many "
+                "legs free; lower spare_legs or raise max_legs"))])
         return self
 
 

@@ -155,3 +155,23 @@ def test_queue_choices_and_defaults_have_one_home_in_the_acd_settings():
     assert {k: v for k, v in configured.to_dict().items() if k != "announce_every_seconds"} == \
         {k: v for k, v in engine.to_dict().items() if k != "announce_every_seconds"}
     assert OverflowSettings(**Overflow().model_dump()) == OverflowSettings()
+
+
+def test_elastic_pool_settings_are_checked_against_max_legs(tmp_path):
+    s = load(write(tmp_path, ""), environ={}).settings
+    assert (s.sip.workers, s.sip.spare_legs, s.sip.worker_idle_retire_seconds, s.sip.worker_lead_seconds) == (0, 4, 300, 2)
+    message = problems(tmp_path, "[sip]\nmax_legs = 8\nspare_legs = 10\n")
+    assert "sip.spare_legs = 10" in message and "more than max_legs (8)" in message
+    assert load(write(tmp_path, "[sip]\nworkers = 2\nmax_legs = 8\nspare_legs = 10\n"), environ={}).settings.sip.workers == 2
+    message = problems(tmp_path, "[sip]\nspare_legs = 1\nworker_idle_retire_seconds = 0\n")
+    assert "sip.spare_legs = 1" in message and "sip.worker_idle_retire_seconds = 0" in message
+
+
+def test_the_elastic_pool_rules_come_from_the_sip_settings(tmp_path):
+    from callcenter import bootstrap
+
+    s = load(write(tmp_path, "[sip]\nspare_legs = 6\nworker_idle_retire_seconds = 60\nworker_lead_seconds = 1.5\n"),
+             environ={}).settings
+    rules = bootstrap.worker_sizing(s)
+    assert (rules.spare_legs, rules.idle_retire_seconds, rules.lead_seconds) == (6, 60, 1.5)
+    assert bootstrap.worker_count(s) == 4  # the elastic pool's slots: max_legs 16 / 4

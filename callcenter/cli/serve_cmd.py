@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from callcenter.clock import utcnow
 from callcenter import bootstrap
 from callcenter.cli import app, console, err_console, state
 from callcenter.errors import CallCenterError
+from callcenter.loop_health import LoopHealth
 
 
 def _status(server: bootstrap.Server, *notes: str) -> Table:
@@ -33,11 +35,10 @@ def _status(server: bootstrap.Server, *notes: str) -> Table:
     for agent in server.settings.agents:
         state_name = center.engine.agent_state(agent)[0]
         states[state_name] = states.get(state_name, 0) + 1
-    workers = server.pool.workers
     table.caption = (
         f"calls in progress {len(center.calls)} · agents "
         + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
-        + f" · workers {sum(w.alive for w in workers)}/{len(workers)} up, {sum(w.free_legs for w in workers)} free legs"
+        + f" · workers {server.pool.describe()}, {server.pool.free_legs()} free legs"
         + f" · arrived {center.counters['arrived']}, refused {center.counters['refused_source']},"
         + f" blocked {center.counters['blocked']}"
     )
@@ -52,11 +53,19 @@ def _status(server: bootstrap.Server, *notes: str) -> Table:
     return table
 
 
+def _workers_line(pool) -> str:
+    """``4 worker(s)``, or for an elastic pool ``4 worker slots, elastic: 1 running, 3 stopped``."""
+    if not pool.elastic:
+        return f"{len(pool.workers)} worker(s)"
+    return f"{len(pool.slots)} worker slots, elastic: {pool.describe().removesuffix(' (elastic)')}"
+
+
 @app.command("serve")
 def serve(
     ctx: typer.Context,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=256,
-                                                   help="Media workers (default: sip.workers or max_legs / 4).")] = None,
+                                                   help="A fixed pool of this many media workers (default: "
+                                                        "sip.workers; 0 there: elastic, up to max_legs / 4).")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", min=1,
                                                       help="Stop after this many seconds (tests, demos).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status table.")] = False,
@@ -67,6 +76,9 @@ def serve(
     installed) the media workers listen on sip.worker_base_port and up behind it; without it the
     first worker listens on sip.port and the next ones on the following ports. Agents with auto_login are available at once. Stop with Ctrl-C: calls in progress are hung up
     and their records closed.
+
+    kill -USR1 <pid> prints one "loop-health {json}" line: the control loop's lag (p50, p99, max in
+    ms) and its CPU since the previous one.
     """
     settings = state(ctx).settings
     prompts = Path(settings.ivr.prompts_dir) / "moh.wav"
@@ -189,6 +201,10 @@ async def _serve(settings, workers: int | None, duration: float | None, quiet: b
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    health = LoopHealth()
+    health_task = asyncio.create_task(health.run(), name="loop-health")
+    loop.add_signal_handler(signal.SIGUSR1, lambda: err_console.print(
+        f"loop-health {json.dumps(health.report())}", highlight=False, markup=False, soft_wrap=True))
     try:
         await server.start()
     except Exception as exc:
@@ -216,7 +232,7 @@ async def _serve(settings, workers: int | None, duration: float | None, quiet: b
                               f"callers at {traffic.rate:g}/s", highlight=False)
     front = f" behind Kamailio (pid {server.front.pid})" if server.front is not None else ""
     err_console.print(
-        f"[green]✓[/] serving on sip:{server.address} with {len(server.pool.workers)} worker(s){front}, "
+        f"[green]✓[/] serving on sip:{server.address} with {_workers_line(server.pool)}{front}, "
         f"consoles at {server.cti.url}; Ctrl-C stops", highlight=False,
     )
     live = None if quiet or not console.is_terminal else Live(_status(server), console=console, refresh_per_second=2)
@@ -258,4 +274,5 @@ async def _serve(settings, workers: int | None, duration: float | None, quiet: b
             if errors:
                 err_console.print(f"no caller got through; SIPp said:\n{errors}", highlight=False, markup=False)
         await server.stop()
+        health_task.cancel()
     err_console.print(f"stopped: {server.center.counters['arrived']} call(s) handled", highlight=False)

@@ -11,7 +11,10 @@ Kamailio's JSON-RPC socket in the run directory:
 - a worker that died is removed from the dispatcher list at once (no new call goes there, and the
   load Kamailio counted for its calls goes with it), and its callers are hung up (BYE from
   Kamailio's dialog module: the worker that held their media is gone);
-- a worker that is back (a new generation) is added again with a fresh load.
+- a worker that is back (a new generation), or newly started by an elastic pool, is added with a
+  fresh load;
+- a worker the pool retires is removed before it shuts down (:meth:`KamailioFront.withdraw`, awaited
+  by the pool, and the poll as a fallback): it has no call, so nothing is ended and it is no death.
 
 OPTIONS probing (every ``probe_interval`` seconds) covers what the pool cannot see, such as a
 worker that hangs without exiting.
@@ -135,8 +138,9 @@ class KamailioFront:
     """Kamailio in front of the workers listed by ``workers()``; ``await start()``, ``await stop()``.
 
     ``workers`` returns the pool's current :class:`~callcenter.telephony.pool.WorkerInfo` list
-    (name, address, port, alive, generation); it is read at start and polled every
-    ``watch_interval`` seconds. ``max_load`` is the number of calls each worker can take (two
+    (name, address, port, alive, generation, state); it is read at start and polled every
+    ``watch_interval`` seconds. Only workers whose ``state`` is ``running`` are listed (objects
+    without a ``state``: those ``alive``). ``max_load`` is the number of calls each worker can take (two
     conversations for a 4-leg worker). ``on_report`` receives every report Kamailio writes.
     """
 
@@ -177,18 +181,20 @@ class KamailioFront:
         self.counters: dict[str, int] = {
             "blocked": 0, "blocked_full": 0, "blocked_exhausted": 0, "failed": 0, "forbidden": 0, "malformed": 0,
             "too_large": 0, "flood_sources": 0, "restarts": 0, "workers_removed": 0, "workers_added": 0,
-            "calls_ended": 0, "log_lines_suppressed": 0,
+            "calls_ended": 0, "log_lines_suppressed": 0, "workers_retired": 0,
         }
         self.run_dir: Path | None = None
         self.plan: FrontPlan | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.log_tail: deque[str] = deque(maxlen=500)
         self._in_list: dict[str, str] = {}  # worker name -> duid in Kamailio's list
+        self._listed_uris: dict[str, str] = {}  # worker name -> its URI there
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._proc_tasks: list[asyncio.Task] = []
         self._rpc_ids = itertools.count(1)
         self._rpc_lock: asyncio.Lock | None = None
+        self._list_lock: asyncio.Lock | None = None  # one change of the destination list at a time
         self._started_at = 0.0
         self._backoff = 0.0
         self._lock_fd: int | None = None
@@ -224,6 +230,7 @@ class KamailioFront:
             raise FrontError(f"Kamailio is not installed: {INSTALL_HINT}")
         self._stopping = True  # until it runs: a failed start is not a crash to restart from
         self._rpc_lock = asyncio.Lock()
+        self._list_lock = asyncio.Lock()
         root = self.run_root or Path(tempfile.gettempdir())
         for stale in remove_stale_run_dirs(root):
             log.warning("SIP front: removed %s, left by a server that did not stop", log_safe(stale))
@@ -282,8 +289,8 @@ class KamailioFront:
     def _build_plan(self) -> FrontPlan:
         assert self.run_dir is not None
         infos = list(self._workers())
-        # With no worker up yet, list them all: probing finds them when they come.
-        listed = [w for w in infos if w.alive] or infos
+        # With no worker up yet, list them all (those not retired): probing finds them when they come.
+        listed = [w for w in infos if _takes_calls(w)] or [w for w in infos if not _retired(w)] or infos
         # The load id carries the worker's generation, so loads counted for the calls of a dead
         # generation can never be taken off the new one.
         destinations = tuple(Destination(w.name, w.address, w.port, f"{w.name}.{w.generation}") for w in listed)
@@ -293,6 +300,7 @@ class KamailioFront:
             children=self.children,
         )
         self._in_list = {d.name: d.load_id for d in destinations}
+        self._listed_uris = {d.name: d.uri for d in destinations}
         plan.dispatcher_path.write_text(dispatcher_list(plan))
         plan.config_path.write_text(kamailio_cfg(plan))
         return plan
@@ -493,17 +501,52 @@ class KamailioFront:
     async def sync_workers(self) -> None:
         """Bring Kamailio's destination list in step with the pool: dead workers out, new generations in.
 
+        A worker that is retiring or retired (an elastic pool's idle worker) goes out without its
+        calls being ended: it has none, and it did not die. So does one the pool no longer lists.
+
         Room is not synchronised from here: Kamailio counts the calls it placed (``maxload``) and
         takes a worker that refuses one out of the rotation until its next probe, on its own and
         at once; an RPC from a busy control process could lag seconds behind.
         """
-        for w in list(self._workers()):
-            want = f"{w.name}.{w.generation}" if w.alive else None
-            have = self._in_list.get(w.name)
-            if want == have:
-                continue
-            uri = Destination(w.name, w.address, w.port).uri
-            if have is not None:
+        assert self._list_lock is not None
+        async with self._list_lock:
+            infos = list(self._workers())
+            for w in infos:
+                await self._sync_one(w)
+            present = {w.name for w in infos}
+            for name in [n for n in self._in_list if n not in present]:
+                await self._withdraw(name, None)
+
+    async def withdraw(self, name: str) -> None:
+        """Take a worker the pool is retiring out of the list now, so no new call goes there; calls it
+        may still have are left alone. The pool awaits this before the worker's grace period."""
+        if self._list_lock is None or self._stopping or not self.alive:
+            return
+        async with self._list_lock:
+            if name in self._in_list:
+                await self._withdraw(name, next((w for w in self._workers() if w.name == name), None))
+
+    async def _withdraw(self, name: str, w: Any) -> None:
+        uri = Destination(name, w.address, w.port).uri if w is not None else self._listed_uris.get(name)
+        if uri is not None:
+            try:
+                await self.rpc("dispatcher.remove", DISPATCHER_SET, uri)
+            except FrontError as exc:  # not listed any more: nothing to take out
+                log.info("SIP front: %s", exc)
+        self._in_list.pop(name, None)
+        self.counters["workers_retired"] += 1
+        log.info("SIP front: worker %s (%s) out of the destination list: retiring", name, uri)
+
+    async def _sync_one(self, w: Any) -> None:
+        want = f"{w.name}.{w.generation}" if _takes_calls(w) else None
+        have = self._in_list.get(w.name)
+        if want == have:
+            return
+        uri = Destination(w.name, w.address, w.port).uri
+        if have is not None:
+            if _retired(w):
+                await self._withdraw(w.name, w)
+            else:
                 try:
                     await self.rpc("dispatcher.remove", DISPATCHER_SET, uri)
                 except FrontError as exc:  # not listed any more: nothing to take out
@@ -512,12 +555,13 @@ class KamailioFront:
                 self.counters["workers_removed"] += 1
                 log.warning("SIP front: worker %s (%s) out of the destination list", w.name, uri)
                 await self._end_calls_of(w)
-            if want is not None:
-                # on failure it stays out of the list and is tried again at the next poll
-                await self.rpc("dispatcher.add", DISPATCHER_SET, uri, 8, 0, f"duid={want};maxload={self.max_load}")
-                self._in_list[w.name] = want
-                self.counters["workers_added"] += 1
-                log.info("SIP front: worker %s (%s) in the destination list as %s", w.name, uri, want)
+        if want is not None:
+            # on failure it stays out of the list and is tried again at the next poll
+            await self.rpc("dispatcher.add", DISPATCHER_SET, uri, 8, 0, f"duid={want};maxload={self.max_load}")
+            self._in_list[w.name] = want
+            self._listed_uris[w.name] = uri
+            self.counters["workers_added"] += 1
+            log.info("SIP front: worker %s (%s) in the destination list as %s", w.name, uri, want)
 
     async def _end_calls_of(self, w) -> None:
         """Hang up the callers whose call was on a worker that died (BYE from Kamailio's dialog module)."""
@@ -567,6 +611,17 @@ class KamailioFront:
             error = answer["error"]
             raise FrontError(f"{method}: {error.get('message', error) if isinstance(error, dict) else error}")
         return answer.get("result")
+
+
+def _takes_calls(w: Any) -> bool:
+    """A worker the front lists: running (a pool's WorkerInfo), or alive (anything without a state)."""
+    state = getattr(w, "state", None)
+    return bool(w.alive) and (state is None or state == "running")
+
+
+def _retired(w: Any) -> bool:
+    """A worker an elastic pool is retiring or has retired: out of the list, but no death."""
+    return getattr(w, "state", None) in ("retiring", "stopping", "stopped")
 
 
 def _records(result: Any) -> list[dict]:

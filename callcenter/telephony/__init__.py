@@ -1,7 +1,7 @@
 """Telephony: media worker processes (the only place that imports ``pjsua2``) and the pool.
 
-``admission`` holds the leg budget and rate limit (pure), ``pool`` the asyncio
-:class:`~callcenter.telephony.pool.WorkerPool` and its in-memory twin
+``admission`` holds the leg budget and rate limit (pure), ``sizing`` the elastic pool's sizing
+policy (pure), ``pool`` the asyncio :class:`~callcenter.telephony.pool.WorkerPool` and its in-memory twin
 :class:`~callcenter.telephony.pool.FakeTelephony`, ``worker`` the worker process itself; the
 messages they exchange are :mod:`callcenter.core.telephony_protocol`. Importing this package loads
 none of them: the names below other than :class:`TelephonyError` are imported on first use.
@@ -18,6 +18,7 @@ __all__ = [
     "WorkerPool",
     "FakeTelephony",
     "WorkerInfo",
+    "SizingRules",
     # errors
     "TelephonyError",
     "WorkerStartError",
@@ -28,6 +29,7 @@ _ON_FIRST_USE = {
     "FakeTelephony": "callcenter.telephony.pool",
     "WorkerInfo": "callcenter.telephony.pool",
     "WorkerStartError": "callcenter.telephony.pool",
+    "SizingRules": "callcenter.telephony.sizing",
 }
 
 

@@ -1,13 +1,21 @@
 """The worker pool (asyncio): starts media workers, routes commands to them, supervises them.
 
-:class:`WorkerPool` runs N worker processes (``python -m callcenter.telephony.worker``), worker *i*
-on SIP port ``base_port + i`` with its own RTP range (``rtp_ports`` ports, then a gap, because
-pjsua's range includes its end port). Every event of every worker lands in one
-:class:`asyncio.Queue` (``pool.events``), stamped with the worker's name. Commands go to the
-worker that owns the leg they name. A worker that dies (or stops answering pings) is restarted
-with backoff, and the pool puts :class:`~callcenter.core.telephony_protocol.WorkerDied` listing the legs
-lost with it in the queue, so the control process can close those calls and free their agents.
-No other worker notices.
+:class:`WorkerPool` has N worker slots (``python -m callcenter.telephony.worker``), slot *i* on SIP
+port ``base_port + i`` with its own RTP range (``rtp_ports`` ports, then a gap, because pjsua's
+range includes its end port); a slot keeps its ports for the pool's life. Every event of every
+worker lands in one :class:`asyncio.Queue` (``pool.events``), stamped with the worker's name.
+Commands go to the worker that owns the leg they name. A worker that dies (or stops answering
+pings) is restarted with backoff, and the pool puts
+:class:`~callcenter.core.telephony_protocol.WorkerDied` listing the legs lost with it in the queue, so
+the control process can close those calls and free their agents. No other worker notices.
+
+Without ``sizing`` every slot runs a worker (a fixed pool). With it the pool is elastic: the pure
+policy in :mod:`callcenter.telephony.sizing` decides, on every leg event and every
+``sizing_interval``, which slots to start and which idle worker to retire. A retiring worker first
+stops taking calls (``on_retiring`` takes it out of the SIP front's list), waits ``retire_grace``
+for INVITEs already on their way (one that lands calls the retirement off), then shuts down. That
+is no death: no :class:`WorkerDied`, no restart; the slot can be started again later under a new
+generation, so leg ids stay unique.
 
 :class:`FakeTelephony` is the in-memory twin with the same interface: it records commands and
 lets a test inject events.
@@ -25,6 +33,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +43,10 @@ from callcenter.core import telephony_protocol as p
 from callcenter.core.ports import Telephony
 from callcenter.telephony.admission import LegBudget
 from callcenter.telephony.errors import TelephonyError
+from callcenter.telephony.sizing import (
+    CancelRetirement, DemandMeter, Phase, RetireWorker, SizingRules, SlotState, StartWorkers, decide, describe_slots,
+    target_free_legs,
+)
 
 __all__ = ["Telephony", "WorkerPool", "WorkerInfo", "WorkerStartError", "FakeTelephony"]
 
@@ -64,6 +77,8 @@ class WorkerInfo:
     free_legs: int
     in_use: int
     restarts: int
+    state: str = "running"
+    """:class:`~callcenter.telephony.sizing.Phase`: only ``running`` workers take new calls."""
 
 
 @dataclass
@@ -75,8 +90,12 @@ class _Worker:
     generation: int = 0
     proc: asyncio.subprocess.Process | None = None
     ready: bool = False
+    phase: Phase = Phase.STOPPED
     free: int = 0
     in_use: int = 0
+    reserved: int = 0
+    idle_since: float | None = None  # no leg and no reservation since (monotonic)
+    retire_epoch: int = 0  # bumped by every retirement and call-back: a stale retirement stops
     restarts: int = 0
     started_at: float = 0.0
     last_seen: float = 0.0
@@ -84,14 +103,17 @@ class _Worker:
     tasks: list[asyncio.Task] = field(default_factory=list)
     stderr_tail: deque = field(default_factory=lambda: deque(maxlen=60))
     started: asyncio.Future | None = None
+    watcher: asyncio.Task | None = None
 
 
 class WorkerPool:
-    """N media workers behind one event queue. Use ``await start()`` then ``send``/``dial``.
+    """N media worker slots behind one event queue. Use ``await start()`` then ``send``/``dial``.
 
     ``legs`` is each worker's leg budget (default 4, what the installed pjsua2 build allows).
     ``max_rate`` is each worker's new-leg rate limit per second. Workers are named ``w1``..``wN``;
     leg ids look like ``w1.2-17`` (worker, generation, sequence), unique for the pool's lifetime.
+    ``sizing`` makes the pool elastic (see the module doc); ``on_retiring(name)`` is awaited when a
+    worker starts retiring, before its grace period (the SIP front takes it out of its list).
     """
 
     def __init__(
@@ -112,6 +134,10 @@ class WorkerPool:
         hang_timeout: float = 30.0,
         stop_timeout: float = 5.0,
         worker_args: tuple[str, ...] = (),
+        sizing: SizingRules | None = None,
+        sizing_interval: float = 0.5,
+        retire_grace: float = 2.0,
+        on_retiring: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
@@ -144,19 +170,36 @@ class WorkerPool:
         self._stopping = False
         self._started = False
         self._background: set[asyncio.Task] = set()
+        self.sizing = (dataclasses.replace(sizing, legs_per_worker=legs,
+                                           max_workers=min(workers, sizing.max_workers or workers))
+                       if sizing is not None else None)
+        self.sizing_interval = sizing_interval
+        self.retire_grace = retire_grace
+        self.on_retiring = on_retiring
+        self._demand = DemandMeter()
+        self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self, timeout: float = 30.0) -> None:
-        """Start every worker and wait for each to report :class:`WorkerStarted`."""
+        """Start every worker (elastic: those the floor needs) and wait for each :class:`WorkerStarted`."""
         if self._started:
             return
         self._started = True
         try:
-            await asyncio.gather(*(self._spawn(w, timeout) for w in self._workers.values()))
+            if self.sizing is None:
+                await asyncio.gather(*(self._spawn(w, timeout) for w in self._workers.values()))
+                return
+            while True:
+                now = time.monotonic()
+                starts = [d for d in decide(self._slot_states(now), 0.0, self.sizing, now) if isinstance(d, StartWorkers)]
+                if not starts:
+                    break
+                await asyncio.gather(*(self._spawn(self._workers[name], timeout) for name in starts[0].slots))
         except BaseException:
             await self.stop()
             raise
+        self._keep(self._size_loop(), "pool-sizing")
 
     async def stop(self) -> None:
         """Shutdown command to each worker, then SIGTERM, then SIGKILL after ``stop_timeout``."""
@@ -176,18 +219,33 @@ class WorkerPool:
     # ------------------------------------------------------------------------------- queries
 
     @property
+    def elastic(self) -> bool:
+        return self.sizing is not None
+
+    @property
     def workers(self) -> list[WorkerInfo]:
-        return [
-            WorkerInfo(w.name, self.address, w.port, w.rtp_start, w.rtp_end, self.legs,
-                       self._alive(w), w.proc.pid if w.proc else None, w.generation,
-                       w.free if self._alive(w) else 0, w.in_use, w.restarts)
-            for w in self._workers.values()
-        ]
+        """The workers: every slot of a fixed pool; an elastic pool's slots that have (or are getting)
+        a process. Only those in state ``running`` take new calls."""
+        return [self._info(w) for w in self._workers.values() if self.sizing is None or w.phase is not Phase.STOPPED]
+
+    @property
+    def slots(self) -> list[WorkerInfo]:
+        """Every slot, stopped ones included."""
+        return [self._info(w) for w in self._workers.values()]
+
+    def describe(self) -> str:
+        """``"3 running, 1 retiring, 12 stopped (elastic)"``."""
+        return describe_slots((self._phase(w) for w in self._workers.values()), elastic=self.elastic)
+
+    def _info(self, w: _Worker) -> WorkerInfo:
+        return WorkerInfo(w.name, self.address, w.port, w.rtp_start, w.rtp_end, self.legs,
+                          self._alive(w), w.proc.pid if w.proc and w.phase is not Phase.STOPPED else None, w.generation,
+                          w.free if self._serving(w) else 0, w.in_use, w.restarts, self._phase(w).value)
 
     def free_legs(self, worker: str | None = None) -> int:
-        """Free legs of one worker, or of the whole pool; dead workers count 0."""
+        """Free legs of one worker, or of the whole pool; workers not taking calls count 0."""
         chosen = [self._workers[worker]] if worker else self._workers.values()
-        return sum(w.free for w in chosen if self._alive(w))
+        return sum(w.free for w in chosen if self._serving(w))
 
     def worker_of(self, leg: str) -> str | None:
         return self._leg_worker.get(leg)
@@ -200,8 +258,8 @@ class WorkerPool:
         return "\n".join(self._workers[worker].stderr_tail)
 
     def pick_worker(self, need: int = 2) -> str | None:
-        """The live worker with the most free legs, if it has ``need`` of them."""
-        best = max((w for w in self._workers.values() if self._alive(w)), key=lambda w: w.free, default=None)
+        """The running worker with the most free legs, if it has ``need`` of them."""
+        best = max((w for w in self._workers.values() if self._serving(w)), key=lambda w: w.free, default=None)
         return best.name if best is not None and best.free >= need else None
 
     # ------------------------------------------------------------------------------ commands
@@ -242,6 +300,8 @@ class WorkerPool:
         ``worker`` or on the worker with the most free legs.
         """
         target = worker or (self._leg_worker.get(peer) if peer else self.pick_worker(2))
+        if peer is None:
+            self._note_demand(2)  # an outbound call is a conversation of its own
         w = self._workers.get(target) if target else None
         prefix = f"{w.name}.{w.generation}" if w else "none"
         leg = f"{prefix}-d{next(self._leg_seq)}"
@@ -290,6 +350,17 @@ class WorkerPool:
     def _alive(w: _Worker) -> bool:
         return w.ready and w.proc is not None and w.proc.returncode is None
 
+    @classmethod
+    def _serving(cls, w: _Worker) -> bool:
+        """Up and taking new calls (not starting, retiring or stopping)."""
+        return w.phase is Phase.RUNNING and cls._alive(w)
+
+    @classmethod
+    def _phase(cls, w: _Worker) -> Phase:
+        if w.phase in (Phase.RUNNING, Phase.RETIRING) and not cls._alive(w):
+            return Phase.DOWN  # exited; its watcher has not caught up yet
+        return w.phase
+
     def _command_line(self, w: _Worker) -> list[str]:
         return [
             self.python, "-m", "callcenter.telephony.worker",
@@ -303,6 +374,7 @@ class WorkerPool:
     async def _spawn(self, w: _Worker, timeout: float) -> None:
         w.generation += 1
         w.ready = False
+        w.phase = Phase.STARTING
         w.stderr_tail.clear()
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
@@ -317,7 +389,8 @@ class WorkerPool:
         proc = w.proc
         reader = asyncio.create_task(self._read_events(w, proc), name=f"{w.name}-events")
         errors = asyncio.create_task(self._read_stderr(w, proc), name=f"{w.name}-stderr")
-        w.tasks = [reader, errors, asyncio.create_task(self._watch(w, proc, reader, errors), name=f"{w.name}-watch")]
+        w.watcher = asyncio.create_task(self._watch(w, proc, reader, errors), name=f"{w.name}-watch")
+        w.tasks = [reader, errors, w.watcher]
         try:
             await asyncio.wait_for(asyncio.shield(w.started), timeout)
         except (asyncio.TimeoutError, WorkerStartError):
@@ -348,23 +421,35 @@ class WorkerPool:
             if event.worker != w.name:
                 event = dataclasses.replace(event, worker=w.name)
             self._track(w, event)
-            if isinstance(event, p.Pong):
-                continue
+            if isinstance(event, p.Pong) and event.command_id.startswith("ping-"):
+                continue  # the pool's own liveness pings; a Ping sent with send() gets its Pong
             self.events.put_nowait(event)
+            if self.sizing is not None:
+                self._wake.set()
 
     def _track(self, w: _Worker, event: p.Event) -> None:
         if isinstance(event, p.WorkerStarted):
             w.ready = True
+            w.phase = Phase.RUNNING
             w.free = event.legs
-            w.in_use = 0
-            w.started_at = time.monotonic()
+            w.in_use = w.reserved = 0
+            w.started_at = w.idle_since = time.monotonic()
             if w.started is not None and not w.started.done():
                 w.started.set_result(None)
         elif isinstance(event, p.CapacityChanged):
             w.free = event.free_legs
             w.in_use = event.in_use
+            w.reserved = event.reserved
+            if w.in_use or w.reserved:
+                w.idle_since = None
+            elif w.idle_since is None:
+                w.idle_since = time.monotonic()
         elif isinstance(event, p.CallArrived):
             self._leg_worker[event.leg] = w.name
+            w.idle_since = None
+            self._note_demand(2)
+        elif isinstance(event, p.CallRefused):
+            self._note_demand(2)  # demand all the same: it is why workers are started ahead
         elif isinstance(event, (p.LegEnded, p.LegFailed, p.LegRinging, p.LegAnswered)):
             if isinstance(event, (p.LegEnded, p.LegFailed)):
                 self._leg_worker.pop(event.leg, None)
@@ -424,14 +509,25 @@ class WorkerPool:
             if leg in lost:
                 self._dialled.pop(cid, None)
         if self._stopping:
+            w.phase = Phase.STOPPED
             return
+        if w.phase is Phase.STOPPING:  # retired: no death, nothing to restart
+            w.phase = Phase.STOPPED
+            w.idle_since = None
+            log.info("%s (pid %s) retired, exit code %s", w.name, proc.pid, code)
+            if lost:  # nothing should be left: a leg that came during the shutdown ended with it
+                log.error("%s: %d leg(s) still listed when it retired", w.name, len(lost))
+                self.events.put_nowait(p.WorkerDied(worker=w.name, legs=tuple(lost), returncode=code,
+                                                    restarting=False))
+            self._wake.set()
+            return
+        w.phase = Phase.DOWN
         if not was_ready:
-            return  # never came up: whoever spawned it (start() or _restart) deals with that
+            return  # never came up: whoever spawned it (start(), _restart, _start_slot) deals with that
         log.error("%s (pid %s) exited with %s; %d leg(s) lost", w.name, proc.pid, code, len(lost))
         self.events.put_nowait(p.WorkerDied(worker=w.name, legs=tuple(lost), returncode=code, restarting=True))
-        task = asyncio.get_running_loop().create_task(self._restart(w), name=f"{w.name}-restart")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._keep(self._restart(w), f"{w.name}-restart")
+        self._wake.set()
 
     async def _restart(self, w: _Worker) -> None:
         low, high = self.restart_backoff
@@ -471,6 +567,135 @@ class WorkerPool:
         await asyncio.gather(*w.tasks, return_exceptions=True)
         w.tasks = []
         w.ready = False
+        w.phase = Phase.STOPPED
+
+    # ------------------------------------------------------------------------- elastic sizing
+
+    def _keep(self, coro, name: str) -> asyncio.Task:
+        """A background task of the pool, cancelled by :meth:`stop`."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _note_demand(self, legs: int) -> None:
+        if self.sizing is not None:
+            self._demand.note(time.monotonic(), legs)
+            self._wake.set()
+
+    def note_turned_away(self) -> None:
+        """A caller the SIP front turned away (every worker full): demand the pool did not see."""
+        self._note_demand(2)
+
+    def _slot_states(self, now: float) -> list[SlotState]:
+        legs_on: dict[str, int] = {}
+        for owner in itertools.chain(self._leg_worker.values(), self._recording_worker.values()):
+            legs_on[owner] = legs_on.get(owner, 0) + 1
+        states = []
+        for w in self._workers.values():
+            known = legs_on.get(w.name, 0)
+            states.append(SlotState(w.name, self._phase(w), free=w.free, in_use=max(w.in_use, known),
+                                    reserved=w.reserved, idle_since=None if known else w.idle_since))
+        return states
+
+    async def _size_loop(self) -> None:
+        assert self.sizing is not None
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sizing_interval)
+            self._wake.clear()
+            try:
+                self._resize(time.monotonic())
+            except Exception:  # noqa: BLE001 - sizing must go on whatever one decision did
+                log.exception("worker pool sizing failed")
+            await asyncio.sleep(0.05)  # a burst of events costs one decision per 50 ms
+
+    def _resize(self, now: float) -> None:
+        assert self.sizing is not None
+        demand = self._demand.rate(now)
+        for decision in decide(self._slot_states(now), demand, self.sizing, now):
+            if isinstance(decision, StartWorkers):
+                for name in decision.slots:
+                    w = self._workers[name]
+                    if w.phase is Phase.STOPPED:
+                        w.phase = Phase.STARTING  # counted as coming room from now on
+                        self._keep(self._start_slot(w), f"{name}-start")
+                log.info("starting %s: %d free legs wanted (demand %.1f legs/s)", ", ".join(decision.slots),
+                         target_free_legs(demand, self.sizing), demand)
+            elif isinstance(decision, RetireWorker):
+                w = self._workers[decision.slot]
+                if w.phase is Phase.RUNNING:
+                    w.phase = Phase.RETIRING
+                    w.retire_epoch += 1
+                    log.info("retiring %s: idle for %.0f s", w.name, now - (w.idle_since or now))
+                    self._keep(self._retire(w, w.retire_epoch), f"{w.name}-retire")
+            elif isinstance(decision, CancelRetirement):
+                self._call_back(self._workers[decision.slot], now)
+
+    def _call_back(self, w: _Worker, now: float) -> None:
+        """A retiring worker back in service; its idle clock starts again (no quick second retirement)."""
+        if w.phase is not Phase.RETIRING:
+            return
+        w.phase = Phase.RUNNING
+        w.retire_epoch += 1
+        if w.idle_since is not None:
+            w.idle_since = now
+        log.info("%s back in service (retirement called off)", w.name)
+
+    async def _start_slot(self, w: _Worker) -> None:
+        low, high = self.restart_backoff
+        try:
+            await self._spawn(w, timeout=30.0)
+            w.backoff = 0.0
+            log.info("%s started (generation %d)", w.name, w.generation)
+        except WorkerStartError as exc:
+            w.phase = Phase.DOWN
+            w.backoff = min(high, max(low, w.backoff * 2))
+            log.error("%s; tried again in %.1f s at the earliest", exc, w.backoff)
+            await asyncio.sleep(w.backoff)
+            if w.phase is Phase.DOWN and not self._stopping:
+                w.phase = Phase.STOPPED
+
+    async def _retire(self, w: _Worker, epoch: int) -> None:
+        """Out of the front's list, a grace period for INVITEs on their way, then Shutdown."""
+
+        def still() -> bool:
+            return w.phase is Phase.RETIRING and w.retire_epoch == epoch and not self._stopping
+
+        if self.on_retiring is not None:
+            try:
+                await asyncio.wait_for(self.on_retiring(w.name), 5.0)
+            except Exception as exc:  # noqa: BLE001 - the front's own poll takes it out anyway
+                log.warning("%s: taking it out of the SIP front's list failed: %s", w.name, exc)
+        await asyncio.sleep(self.retire_grace)
+        if not still():
+            return
+        states = {s.name: s for s in self._slot_states(time.monotonic())}
+        if states[w.name].busy:
+            self._call_back(w, time.monotonic())  # a call landed after all: it stays
+            return
+        proc, watcher = w.proc, w.watcher
+        if proc is None or watcher is None or proc.returncode is not None:
+            return  # gone meanwhile: its watcher took care of it
+        w.phase = Phase.STOPPING
+        with contextlib.suppress(Exception):
+            proc.stdin.write(p.encode(p.Shutdown(id=f"retire-{w.name}", grace=max(0.5, self.stop_timeout - 1.5))))
+        try:
+            await asyncio.wait_for(asyncio.shield(watcher), self.stop_timeout)
+        except asyncio.TimeoutError:
+            for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+                try:
+                    await asyncio.wait_for(asyncio.shield(watcher), wait)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+        tasks, w.tasks = w.tasks, []
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,13 @@ log = logging.getLogger("callcenter.telephony.worker")
 BUILD_MAX_CALLS = 4
 """Simultaneous calls the pjsua2-python 2.15 wheel allows per process (compiled in, measured)."""
 DEFAULT_MAX_RATE = 20.0
-"""New legs per second per worker; the wheel aborts the process somewhere above 60/s."""
+"""New legs per second per worker."""
+MAX_RATE = 25.0
+"""Highest rate limit allowed. Every INVITE that reaches pjsua opens two sockets (RTP, RTCP), and a
+closed socket's slot in the 64-slot I/O queue (shared with SIP, now that media has no poller of
+its own) stays taken for 500 ms; when none is left the wheel aborts the process. Measured with an
+INVITE flood straight at a worker (tests/telephony/bench_worker.py flood --rate 300): with the
+0.5 s refusal hold a worker lives at a limit of 20 and 25/s and dies at 30/s."""
 DEFAULT_DECIDE_TIMEOUT = 5.0
 IDLE_POLL = 1.0
 """Longest wait in ``libHandleEvents`` when nothing is due: commands and prompt ends wake the loop."""
@@ -905,8 +911,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"new legs per second before INVITEs get 503 (default {DEFAULT_MAX_RATE:g})")
     ap.add_argument("--decide-timeout", type=float, default=DEFAULT_DECIDE_TIMEOUT,
                     help="seconds the control process has to answer or reject an arrived call (default 5)")
-    ap.add_argument("--refuse-hold", type=float, default=0.25,
-                    help="seconds an INVITE over the rate limit waits for its 503 (default 0.25)")
+    ap.add_argument("--refuse-hold", type=float, default=0.5,
+                    help="seconds an INVITE over the rate limit waits for its 503 (default 0.5: meanwhile "
+                         "further INVITEs get the stack's 486, which opens no sockets)")
     ap.add_argument("--clock-rate", type=int, choices=(8000, 16000), default=8000,
                     help="conference clock in Hz: 8000 for G.711 trunks (default), 16000 for G.722 (wideband)")
     ap.add_argument("--clock-linger", type=float, default=CLOCK_LINGER,
@@ -916,8 +923,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if not 1 <= args.legs <= BUILD_MAX_CALLS:
         ap.error(f"--legs must be 1-{BUILD_MAX_CALLS}: the installed pjsua2 build holds at most {BUILD_MAX_CALLS} calls per process")
-    if not 0 < args.max_rate <= 50:
-        ap.error("--max-rate must be in (0, 50]: the pjsua2 build aborts the process near 60 new calls/s")
+    if not 0 < args.max_rate <= MAX_RATE:
+        ap.error(f"--max-rate must be in (0, {MAX_RATE:g}]: above it an INVITE flood can exhaust the pjsua2 "
+                 "build's I/O queue, which aborts the process")
     if not 1 <= args.port <= 65535 or not 1024 <= args.rtp_start < args.rtp_end <= 65535:
         ap.error("ports out of range (RTP: 1024 <= rtp-start < rtp-end <= 65535)")
     if args.rtp_end - args.rtp_start < 4 * args.legs:
