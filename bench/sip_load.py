@@ -242,26 +242,32 @@ def _port_free(port: int) -> bool:
 def free_block(size: int) -> int:
     """First of ``size`` consecutive ports free now for UDP and TCP; not handed out again until released.
 
-    Small blocks (SIPp ports, media pairs) come from 50000-65000 at random places; large ones (a
-    server's SIP and RTP ranges) from 20000-50000, the lowest that fits, so scattered small blocks
-    never leave the large ones without room (a 20 calls/s step needs about 12,000 RTP ports).
+    Small blocks (SIPp ports, media pairs) come from 61000-65000 at random places; large ones (a
+    server's SIP and RTP ranges) from 20000-61000, the lowest that fits, so scattered small blocks
+    never leave the large ones without room (a 20 calls/s step needs about 12,000 RTP ports, and
+    ports other programs hold are scattered through the kernel's ephemeral range). A block still held by the
+    previous server's workers is waited for, up to 30 s.
     """
     if size <= 64:
         for _ in range(1000):
-            base = random.randrange(50000, 65000 - size)
+            base = random.randrange(61000, 65000 - size)
             ports = range(base, base + size)
             if not any(p in _taken for p in ports) and all(_port_free(p) for p in ports):
                 _taken.update(ports)
                 return base
-        raise RuntimeError(f"no block of {size} free ports between 50000 and 65000")
-    base = 20000
-    while base + size <= 50000:
-        clash = next((p for p in range(base, base + size) if p in _taken or not _port_free(p)), None)
-        if clash is None:
-            _taken.update(range(base, base + size))
-            return base
-        base = clash + 1
-    raise RuntimeError(f"no block of {size} free ports between 20000 and 50000")
+        raise RuntimeError(f"no block of {size} free ports between 61000 and 65000")
+    deadline = time.monotonic() + 30  # the previous server's workers may still hold theirs a moment
+    while True:
+        base = 20000
+        while base + size <= 61000:
+            clash = next((p for p in range(base, base + size) if p in _taken or not _port_free(p)), None)
+            if clash is None:
+                _taken.update(range(base, base + size))
+                return base
+            base = clash + 1
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no block of {size} free ports between 20000 and 61000")
+        time.sleep(1.0)
 
 
 def release(base: int, size: int) -> None:
@@ -939,12 +945,22 @@ def hold_test(args, center: Center, audio: dict[str, Path], progress: Progress, 
             reaper.all_but(server.proc)
             raise
         step.notes.insert(0, f"server up with {workers} workers in {startup:.1f} s")
-        if sorted(server.workers()) != pids:
-            step.notes.append("! a worker was restarted during the test")
-        if server.proc.poll() is not None:
-            step.notes.append(f"! the server exited (rc {server.proc.returncode})")
+        check_server(server, pids, step)
     finally:
         server.stop()
+    close_step(server, step, steps, info, report)
+
+
+def check_server(server: Server, pids: list[int], step: Step) -> None:
+    """Notes (failing the step) when a worker was restarted or the server died during it."""
+    if sorted(server.workers()) != pids:
+        step.notes.append("! a worker was restarted during the step")
+    if server.proc.poll() is not None:
+        step.notes.append(f"! the server exited (rc {server.proc.returncode})")
+
+
+def close_step(server: Server, step: Step, steps: list[Step], info: dict[str, Any], report) -> None:
+    """After the server stopped: keep its log if it failed, then record and print the step."""
     if server.proc and server.proc.returncode not in (0, None):
         info["server_rc"] = server.proc.returncode
         info["server_log"] = "".join(server.log[-30:])
@@ -1103,17 +1119,10 @@ def full_flow(args, center: Center, rates: list[float], progress: Progress, repo
             step.workers = workers
             step.notes.insert(0, f"server up with {workers} workers in {startup:.1f} s, "
                                  f"idle {sum(idle_cpu) / max(1, len(idle_cpu)):.1f}% of a core per worker")
-            if sorted(server.workers()) != pids:
-                step.notes.append("! a worker was restarted during the step")
-            if server.proc.poll() is not None:
-                step.notes.append(f"! the server exited (rc {server.proc.returncode})")
+            check_server(server, pids, step)
         finally:
             server.stop()
-        if server.proc and server.proc.returncode not in (0, None):
-            info["server_rc"] = server.proc.returncode
-            info["server_log"] = "".join(server.log[-30:])
-        steps.append(step)
-        report(step)
+        close_step(server, step, steps, info, report)
         if not step.passed:
             break
 
