@@ -20,6 +20,7 @@ __all__ = [
     "WHEN_NO_AGENTS",
     "FINAL_TREATMENTS",
     "DEFAULT_NOT_READY_REASONS",
+    "PHONE_OFFLINE",
     "OverflowSettings",
     "QueueSettings",
     "AgentSettings",
@@ -34,6 +35,8 @@ WHEN_NO_AGENTS = ("join", "refuse", "overflow")
 AFTER_CALL_WORK = ("timed", "timed_extendable", "until_disposed", "optional")
 FINAL_TREATMENTS = ("callback", "voicemail", "hangup")
 DEFAULT_NOT_READY_REASONS = ("break", "lunch", "training", "meeting", "after_call_work", "no_answer")
+PHONE_OFFLINE = "phone_offline"
+"""The reason an agent whose phone is not registered is not ready (always known: the center sets it)."""
 _QUEUE_TARGET = re.compile(r"^queue:([A-Za-z0-9_.-]+)$")
 
 
@@ -303,10 +306,11 @@ class AcdSettings:
         acd = _get(settings, "acd", None)
         queues = {qid: _prefixed(f"queues.{qid}", QueueSettings.from_config, q) for qid, q in dict(_get(settings, "queues", {})).items()}
         agents = {aid: _prefixed(f"agents.{aid}", AgentSettings.from_config, a) for aid, a in dict(_get(settings, "agents", {})).items()}
+        reasons = tuple(_get(acd, "not_ready_reasons", DEFAULT_NOT_READY_REASONS)) if acd is not None else DEFAULT_NOT_READY_REASONS
         return cls(
             queues=queues,
             agents=agents,
-            not_ready_reasons=tuple(_get(acd, "not_ready_reasons", DEFAULT_NOT_READY_REASONS)) if acd is not None else DEFAULT_NOT_READY_REASONS,
+            not_ready_reasons=reasons if PHONE_OFFLINE in reasons else (*reasons, PHONE_OFFLINE),
             max_missed_offers=_get(acd, "max_missed_offers", 2) if acd is not None else 2,
         )
 

@@ -97,6 +97,14 @@ class SipConfig(_Section):
         "sip:{number}@127.0.0.1:5060", description="where callbacks dial customers; {number} is E.164 without +"
     )
     caller_id: str = Field("4008001234", description="the number customers see on callbacks")
+    rtp_timeout_seconds: float = Field(
+        30.0, ge=0, le=3600,
+        description="a talking leg that receives no RTP for this long is hung up (the far end vanished); 0: never",
+    )
+    session_expires_seconds: int = Field(
+        90, ge=0, le=86400,
+        description="SIP session timer (RFC 4028) offered on every call; 0: off. pjsip's minimum is 90",
+    )
     queue_log: str | None = Field("var/queue_log", description="Asterisk-format queue_log file; unset: database only")
 
     @field_validator("outbound_uri")
@@ -154,6 +162,71 @@ class RedisConfig(_Section):
         if value and not re.match(r"^(redis|rediss|unix)://", value):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+
+class PhonesConfig(_Section):
+    """Agents' phones that register at the SIP front (an agent's ``phone`` at ``domain``)."""
+
+    domain: str = Field(
+        "center", description="SIP domain and digest realm: a phone registers as sip:USER@domain; an agent whose "
+                              "phone is sip:USER@domain is reached wherever that phone registered",
+    )
+    allow: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0", "::/0"], description="networks phones may register from",
+    )
+    min_expires: int = Field(60, ge=10, le=3600, description="shortest registration accepted (s)")
+    max_expires: int = Field(3600, ge=60, le=86400, description="longest registration granted (s)")
+    max_contacts: int = Field(3, ge=1, le=10, description="bindings one phone account may hold at once")
+    keepalive_seconds: int = Field(20, ge=5, le=600, description="OPTIONS keepalive to every registered phone")
+    keepalive_timeout_seconds: int = Field(
+        60, ge=10, le=3600, description="a phone that answers no keepalive for this long is taken offline",
+    )
+    auth_failures: int = Field(5, ge=1, le=1000, description="failed digest logins before a source or user is blocked")
+    auth_block_seconds: int = Field(60, ge=1, le=86400, description="how long such a block lasts")
+    offline_not_ready: bool = Field(
+        True, description="an agent whose phone goes offline is made not ready (reason phone_offline) at once; "
+                          "false: only the sweep does, a few seconds later. Either way no call is offered to it",
+    )
+    ready_when_back: bool = Field(
+        True, description="an agent made not ready because their phone went offline is ready again when it returns",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", value):
+            raise ValueError("must be a host name such as 'center' or 'pbx.example.com'")
+        return value.lower()
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network such as '198.51.100.0/24'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _expiry(self) -> "PhonesConfig":
+        if self.max_expires < self.min_expires:
+            raise ValueError("max_expires must be at least min_expires")
+        return self
+
+
+class RepairConfig(_Section):
+    """The reconciliation sweep: agent states compared with the workers' legs and the phones' registrations."""
+
+    sweep_seconds: float = Field(2.0, ge=0.5, le=60, description="how often the sweep runs; 0.5-60 s")
+    grace_seconds: float = Field(
+        3.0, ge=0.5, le=120,
+        description="a divergence is repaired once it has lasted this long (events in flight settle first)",
+    )
+    max_wrap_up_seconds: float = Field(
+        1800.0, ge=60, le=86400,
+        description="a wrap-up longer than this ends (the disposition stays owed); timed ones end at their time",
+    )
 
 
 class CtiConfig(_Section):
@@ -267,7 +340,10 @@ class SupervisorConfig(_Section):
 class AgentConfig(_Section):
     name: str
     pin_hash: str = Field(description="scrypt hash from 'callcenter agents hash-pin'; never the PIN itself")
-    phone: str = Field(description="SIP URI of the agent's phone, e.g. sip:1001@127.0.0.1:5080")
+    phone: str = Field(
+        description="the agent's phone: sip:USER@DOMAIN (phones.domain) for a phone that registers, or the "
+                    "fixed SIP URI of a phone that does not, e.g. sip:1001@127.0.0.1:5080",
+    )
     skills: dict[str, SkillLevel] = Field(default_factory=dict)
     queues: list[str] = Field(default_factory=list)
     auto_login: bool = False
@@ -320,6 +396,8 @@ class Settings(_Section):
     hours: BusinessHours = Field(default_factory=BusinessHours)
     acd: AcdConfig = Field(default_factory=AcdConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    phones: PhonesConfig = Field(default_factory=PhonesConfig)
+    repair: RepairConfig = Field(default_factory=RepairConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     queues: dict[str, QueueConfig] = Field(default_factory=_default_queues)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
@@ -362,9 +440,31 @@ class Settings(_Section):
             problems.append((("ivr", "fallback_queue"), f"queue {self.ivr.fallback_queue!r} does not exist (known: {known})"))
         if "no_answer" not in self.acd.not_ready_reasons:
             problems.append((("acd", "not_ready_reasons"), "must include 'no_answer' (used after missed offers)"))
+        users: dict[str, str] = {}
+        for aid in self.agents:
+            user = self.phone_user(aid)
+            if user is None:
+                continue
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,32}", user):
+                problems.append((("agents", aid, "phone"), f"a registering phone's user {user!r} may only use letters, "
+                                                            "digits, '_', '.', '+', '-' (at most 32)"))
+            elif user in users:
+                problems.append((("agents", aid, "phone"), f"sip:{user}@{self.phones.domain} is agent "
+                                                            f"{users[user]}'s phone already"))
+            users[user] = aid
         if problems:
             raise _CrossReferenceErrors(problems)
         return self
+
+    def phone_user(self, agent_id: str) -> str | None:
+        """The SIP user an agent's phone registers as, or None for a fixed phone (not at ``[phones] domain``)."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return None
+        match = re.fullmatch(r"sips?:([^@;]+)@([^;:>]+)", agent.phone.strip())
+        if match is None or match.group(2).lower() != self.phones.domain:
+            return None
+        return match.group(1)
 
     def queue_display_name(self, qid: str) -> str:
         queue = self.queues.get(qid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from callcenter.db.customer_profile import load_profile
 from callcenter.db.demo import generate
 from callcenter.db.overview import overview
 from callcenter.errors import CallCenterError
+from callcenter.db.agents import set_sip_password
 from callcenter.security import hash_pin
 from screenpop.render import render_profile
 
@@ -141,6 +143,47 @@ def hash_pin_cmd(
     if not pin.isdigit() or not 4 <= len(pin) <= 12:
         raise CallCenterError("a PIN is 4 to 12 digits (agents type it on a phone keypad too)")
     console.print(hash_pin(pin), highlight=False, soft_wrap=True)
+
+
+@agents_app.command("set-sip-password")
+def set_sip_password_cmd(
+    ctx: typer.Context,
+    agent_id: Annotated[str, typer.Argument(help="The agent whose phone registers (its phone is sip:USER@DOMAIN).")],
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", help="Read the password from the first line of this file instead of prompting "
+                                "(for provisioning scripts; keep the file private).")] = None,
+) -> None:
+    """Set the SIP password the agent's phone signs in with; only its digest hash (HA1) is stored.
+
+    The phone then registers as its user at phones.domain, with that domain as the realm. A running
+    server takes the new password within a few seconds; no restart.
+    """
+    settings = state(ctx).settings
+    if agent_id not in settings.agents:
+        raise CallCenterError(f"no agent {agent_id!r} in the configuration (known: {', '.join(sorted(settings.agents))})")
+    user = settings.phone_user(agent_id)
+    if user is None:
+        raise CallCenterError(
+            f"agent {agent_id}'s phone {settings.agents[agent_id].phone} is a fixed address, not one that registers: "
+            f"set its phone to sip:USER@{settings.phones.domain} in the configuration first")
+    if password_file is not None:
+        try:
+            password = password_file.read_text(encoding="utf-8").splitlines()[0] if password_file.stat().st_size else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CallCenterError(f"cannot read {password_file}: {exc}") from None
+    else:
+        password = typer.prompt("SIP password", hide_input=True, confirmation_prompt=True)
+    if not 8 <= len(password) <= 128 or any(ord(ch) < 32 for ch in password):
+        raise CallCenterError("a SIP password is 8 to 128 printable characters (a phone keeps it; make it long)")
+    db = bootstrap.database(settings)
+    try:
+        set_sip_password(db, agent_id, user, settings.phones.domain, password)
+    except LookupError as exc:
+        raise CallCenterError(str(exc)) from None
+    finally:
+        db.dispose()
+    console.print(f"SIP password set for agent {agent_id}: the phone signs in as user {user}, realm "
+                  f"{settings.phones.domain} (only its digest hash is stored).", highlight=False, soft_wrap=True)
 
 
 def _after_call_work(queue) -> str:

@@ -16,6 +16,8 @@ from callcenter.core.calls import (
     RINGING,
     dialable,
 )
+from acd.settings import PHONE_OFFLINE
+from callcenter.core.devices import OFFLINE
 from callcenter.core.errors import RequestRefused
 from callcenter.logsafe import log_safe
 from ivr.queue_prompts import BUSY, CALLBACK_OFFER, OVERFLOW_CALLBACK, position_announcement
@@ -140,8 +142,13 @@ class AcdShell:
         if call is None:  # gone while the engine decided: release the agent at once
             self._acd(acd.CallAbandoned(action.call_id))
             return
+        if self.phone_status(action.agent_id) == OFFLINE:  # the news raced this offer: never dial a phone not there
+            log.warning("call %s: agent %s's phone is not registered; the offer is withdrawn", call.call_id,
+                        action.agent_id)
+            self._acd(acd.AgentWentNotReady(action.agent_id, PHONE_OFFLINE))
+            return
         now = self.now()
-        uri = self.phones.get(action.agent_id)
+        uri = self.phone_dial_uri(action.agent_id)
         call.agent_id = action.agent_id
         call.offered_at = now
         call.phase = RINGING

@@ -22,6 +22,8 @@ from callcenter.core.calls import (
     OwedDisposition,
     new_call_id,
 )
+from acd.settings import PHONE_OFFLINE
+from callcenter.core.devices import OFFLINE
 from callcenter.core.errors import DispositionRefused, RequestRefused
 from callcenter.dispositions import check_disposition
 from callcenter.logsafe import log_safe
@@ -35,13 +37,17 @@ class AgentDesk:
     def login(self, agent_id: str, *, phone: str | None = None, not_ready_reason: str | None = None) -> None:
         if phone:
             self.phones[agent_id] = phone
+        if not_ready_reason is None and self.phone_status(agent_id) == OFFLINE:
+            not_ready_reason = PHONE_OFFLINE  # logged in, but never offered a call until the phone registers
         self._acd(acd.AgentLoggedIn(agent_id, not_ready_reason=not_ready_reason))
 
     def logout(self, agent_id: str) -> None:
         self._acd(acd.AgentLoggedOut(agent_id))
 
     def ready(self, agent_id: str) -> None:
-        """Available now; refused (:class:`RequestRefused`) while a disposition the queue requires is owed."""
+        """Available now; refused (:class:`RequestRefused`) while a disposition the queue requires is owed,
+        or while the agent's phone is not registered."""
+        self._check_phone_for_ready(agent_id)
         self._acd_request(acd.AgentBecameAvailable(agent_id))
 
     def not_ready(self, agent_id: str, reason: str) -> None:
@@ -135,6 +141,7 @@ class AgentDesk:
             "agent_id": agent_id, "state": state, "reason": reason,
             "since": since.isoformat() if since else None,
             "phone": self.phones.get(agent_id),
+            "phone_status": self.phone_status(agent_id),
             "call": None if current is None else {
                 "call_id": current.record, "phase": current.phase, "queue": current.queue, "ani": current.ani,
                 "display_name": current.display_name, "customer_id": current.customer_id,
@@ -318,6 +325,7 @@ class AgentDesk:
             raise RequestRefused(f"save the disposition of your last call ({last}) first")
         if not self.phones.get(agent_id):
             raise RequestRefused("no phone is configured for you")
+        self._check_phone_for_ready(agent_id)
         if queue not in self.settings.queues:
             agent = self.settings.agents.get(agent_id)
             homes = [q for q in (agent.queues if agent else ()) if q in self.settings.queues]

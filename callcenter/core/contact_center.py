@@ -14,6 +14,8 @@ Its jobs live in one file each:
 - ``acd_shell.py``: events into the ACD engine, its actions carried out;
 - ``agent_desk.py``: agents' requests and the rules that say whether they may;
 - ``supervision.py``: supervisors' actions, audited;
+- ``devices.py``: agents' phones, registered or not, and what a phone going away means;
+- ``reconciliation.py``: the sweep that compares all of the above with the workers' legs and repairs it;
 - ``records.py``: the record writer and queue_log's exactly-once rule;
 - ``calls.py``: the ``Call`` a contact is while it lives; ``errors.py``: the refusals.
 """
@@ -32,18 +34,21 @@ from pathlib import Path
 import acd
 import ivr
 from acd import AcdEngine, AcdSettings
+from acd.settings import PHONE_OFFLINE
 from callcenter.clock import utcnow
 from callcenter.config import Settings
 from callcenter.core import telephony_protocol as tp
 from callcenter.core.acd_shell import AcdShell
 from callcenter.core.agent_desk import AgentDesk
 from callcenter.core.call_flow import CallFlow
+from callcenter.core.devices import OFFLINE, Devices
 from callcenter.core.calls import (
     CONNECTED, DISPOSABLE_CALLS, LEAVING, OWED_LOOKBACK, BoundedDict, Call, OwedDisposition, dialable,
 )
 from callcenter.core.errors import CoreError, DispositionRefused, RequestRefused, SupervisorActionRefused
 from callcenter.core.ivr_shell import IvrShell
 from callcenter.core.ports import ContactStore, Notifier, NullNotifier, QueueLogSink, Telephony
+from callcenter.core.reconciliation import Reconciliation
 from callcenter.core.records import RecordWriter
 from callcenter.core.supervision import Supervision
 from ivr.ports import SelfServicePort
@@ -56,7 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class ContactCenter(CallFlow, IvrShell, AcdShell, AgentDesk, Supervision):
+class ContactCenter(CallFlow, IvrShell, AcdShell, AgentDesk, Supervision, Devices, Reconciliation):
     """Drives calls through IVR, queue and agent; see the module docstring."""
 
     def __init__(
@@ -73,6 +78,7 @@ class ContactCenter(CallFlow, IvrShell, AcdShell, AgentDesk, Supervision):
         recordings_dir: Path | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         front_address: str | None = None,
+        reconcile: bool = False,
     ) -> None:
         self.settings = settings
         self.menu = menu
@@ -105,6 +111,9 @@ class ContactCenter(CallFlow, IvrShell, AcdShell, AgentDesk, Supervision):
         # X-Src-Addr header the front adds (it removes any copy the caller sent).
         self.front_address = front_address
         self.counters: dict[str, int] = {"arrived": 0, "refused_source": 0, "blocked": 0, "failed_worker": 0}
+        self._init_devices()
+        self._init_reconciliation()
+        self.reconcile = reconcile  # run the sweep (the server does; unit tests drive sweep_once themselves)
         self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
         self._acd_timer: asyncio.TimerHandle | None = None
         self._acd_busy = False  # carrying out an ACD step's actions: events for the engine wait
@@ -134,10 +143,14 @@ class ContactCenter(CallFlow, IvrShell, AcdShell, AgentDesk, Supervision):
             log.info("%d disposition(s) still owed from before the restart", len(rows))
         for agent_id, agent in self.settings.agents.items():
             if agent.auto_login and agent.role == "agent":
-                self._acd(acd.AgentLoggedIn(agent_id))
+                offline = self.phone_status(agent_id) == OFFLINE
+                self._acd(acd.AgentLoggedIn(agent_id, not_ready_reason=PHONE_OFFLINE if offline else None))
         self._runner = asyncio.create_task(self._consume(), name="contact-center")
+        if self.reconcile:
+            self._start_sweeping()
 
     async def stop(self) -> None:
+        await self._stop_sweeping()
         if self._runner:
             self._runner.cancel()
             try:

@@ -190,6 +190,10 @@ class Telephony(Protocol):
 
     def worker_of(self, leg: str) -> str | None: ...
 
+    async def live_legs(self) -> dict[str, dict[str, str] | None]:
+        """Every serving worker's legs as the worker itself holds them (leg -> SIP state); None for a worker that
+        did not answer in time. The reconciliation sweep's ground truth."""
+
 
 class CenterPort(Protocol):
     """What the consoles' server (CTI) may ask of the contact center: the agent desk, supervision and a

@@ -34,6 +34,9 @@ class Supervision:
         if before == "logged_out":
             raise SupervisorActionRefused(f"agent {agent_id} is logged out; they log in from their console")
         if state == "ready":
+            if self.phone_status(agent_id) == "offline":
+                raise SupervisorActionRefused(f"agent {agent_id}'s phone is not registered: they cannot take calls "
+                                              "until it is")
             if before == "not_ready":
                 self.ready(agent_id)
             elif before == "wrap_up":

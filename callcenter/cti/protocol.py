@@ -138,7 +138,7 @@ FORCE_STATES = ("ready", "not_ready", "logged_out")
 EVENTS = (
     "hello", "agent.state", "call.offered", "call.pop", "call.offer_cancelled", "call.connected", "call.ended",
     "call.held", "call.resumed", "call.transferred", "call.blocked", "session.closed", "agent.wrap_up",
-    "disposition.owed",
+    "disposition.owed", "agent.phone",
     "supervisor.update",
 )
 

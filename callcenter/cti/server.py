@@ -178,7 +178,8 @@ class CtiServer(SessionRequests, AgentRequests, SupervisorRequests):
     def to_supervisors(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "acd.changed":  # internal: which rows to refresh; the feed coalesces these
-            self.feed.changed(message.get("queues") or (), message.get("agents") or ())
+            self.feed.changed(message.get("queues") or (), message.get("agents") or (),
+                              counters=bool(message.get("counters")))
             return
         if kind == "agent.state":
             self.feed.changed((), (message["agent_id"],))

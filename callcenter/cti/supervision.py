@@ -255,11 +255,13 @@ class SupervisorFeed:
             "occupancy": _round(s.occupancy), "missed": s.missed_offers,
             "owed": len(snapshot.get("owed") or ()),
             "console": aid in set(self.connected_agents()),
+            "phone": snapshot.get("phone_status", "fixed"),
         }
 
     def counters(self) -> dict[str, int]:
         c = self.center.counters
-        return {"blocked": int(c.get("blocked", 0)), "arrived": int(c.get("arrived", 0))}
+        return {"blocked": int(c.get("blocked", 0)), "arrived": int(c.get("arrived", 0)),
+                "repairs": int(c.get("repairs_today", 0))}
 
     def staffing(self, now: float | None = None) -> list[dict[str, Any]]:
         """Per queue: Erlang C agents for the last half hour's arrival rate and handle time."""

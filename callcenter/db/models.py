@@ -171,6 +171,22 @@ class Agent(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class SipCredential(Base):
+    """A registering phone's digest credential: HA1 = MD5(user:realm:password), never the password itself.
+
+    The SIP front needs exactly this to check a digest; whoever reads it can register as that phone
+    (as with any digest secret), so it lives only here and in the front's private run directory.
+    """
+
+    __tablename__ = "sip_credentials"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    realm: Mapped[str] = mapped_column(String(64))
+    ha1: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Interaction(Base):
     """One row per contact (the CDR): created when the call arrives, completed as it progresses."""
 

@@ -54,6 +54,7 @@ class AgentModel:
     role: str = "agent"
     state: str = "logged_out"
     reason: str | None = None
+    phone: str = "fixed"  # online / offline for a phone that registers; fixed when the center cannot tell
     state_since: float = 0.0
     link: str = "connecting"
     link_detail: str = ""
@@ -84,6 +85,8 @@ class AgentModel:
         label = STATE_LABELS.get(self.state, self.state)
         if self.state == "not_ready" and self.reason:
             label += f": {self.reason.replace('_', ' ')}"
+        if self.phone == "offline" and self.reason != "phone_offline":
+            label += " · phone offline"
         return label
 
     def elapsed(self, now: float) -> float | None:
@@ -171,6 +174,7 @@ class AgentModel:
         server_now = parse_time(snapshot.get("server_time"))
         self.state = snapshot.get("state") or "logged_out"
         self.reason = snapshot.get("reason")
+        self.phone = snapshot.get("phone_status") or "fixed"
         self.state_since = self._local(snapshot.get("since"), server_now, now) or now
         raw = snapshot.get("call")
         previous = self.call
@@ -209,6 +213,11 @@ class AgentModel:
             if self.call is not None and self.call.phase == "ringing" and self.state in (
                     "available", "not_ready", "logged_out"):
                 self.call = None  # the offer is gone (the caller hung up while the phone rang)
+            return "state"
+        if kind == "agent.phone":
+            if message.get("agent_id") not in (None, self.agent_id):
+                return None
+            self.phone = message.get("phone") or self.phone
             return "state"
         if kind == "call.offered":
             self.call = CallView(

@@ -24,7 +24,7 @@ _ORDER = {RED: 2, AMBER: 1, OK: 0}
 AGENT_COLUMNS = [
     ("agent", "Agent"), ("name", "Name"), ("state", "State"), ("reason", "Reason"), ("in_state", "In state"),
     ("caller", "Caller"), ("queue", "Queue"), ("calls", "Calls"), ("aht", "AHT"), ("occupancy", "Occupancy"),
-    ("owed", "Owed"),
+    ("owed", "Owed"), ("phone", "Phone"),
 ]
 _STATE_RANK = {"on_call": 0, "reserved": 1, "wrap_up": 2, "available": 3, "not_ready": 4, "logged_out": 5}
 
@@ -295,6 +295,7 @@ class SupervisorModel:
             agent.get("agent_id"), agent.get("name"), agent.get("state"), STATE_LABELS.get(agent.get("state"), ""),
             state_text(agent.get("state")),
             agent.get("reason") or "", " ".join(agent.get("queues") or ()), call.get("queue") or "",
+            f"phone {agent.get('phone')}" if agent.get("phone") in ("online", "offline") else "",
             caller_text(call),
         )).lower()
         return all(word in hay for word in text.lower().split())

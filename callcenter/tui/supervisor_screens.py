@@ -245,6 +245,11 @@ class WallboardScreen(ModeScreen):
         line.append(f"  Blocked today {model.counters.get('blocked', 0)}",
                     style="bold red" if model.counters.get("blocked") else "")
         line.append(" (turned away, all workers full)", style="dim")
+        repairs = model.counters.get("repairs", 0)
+        line.append(f"   Repairs today {repairs}", style="bold yellow" if repairs else "")
+        offline = sum(1 for a in model.agents.values() if a.get("phone") == "offline" and a.get("state") != "logged_out")
+        if offline:
+            line.append(f"   Phones offline {offline}", style="bold red")
         line.append(f"   Agents: {t['available']} available · {t['on_call'] + t['reserved']} on call · "
                     f"{t['wrap_up']} wrap-up · {t['not_ready']} not ready · {t['logged_out']} logged out")
         line.append("   Enter: queue detail", style="dim")  # the table's own Enter hides it from the footer
@@ -285,7 +290,7 @@ class WallboardScreen(ModeScreen):
 # ----------------------------------------------------------------------------- agents
 
 AGENT_WIDTHS = {"agent": 8, "name": 18, "state": 10, "reason": 15, "in_state": 8, "caller": 40, "queue": 12,
-                "calls": 5, "aht": 6, "occupancy": 9, "owed": 5}
+                "calls": 5, "aht": 6, "occupancy": 9, "owed": 5, "phone": 8}
 
 
 class AgentPicked(Message):
@@ -345,6 +350,9 @@ class AgentsScreen(ModeScreen):
             Text(percent(occ) if occ is not None else "—"),
             # dispositions the agent still owes (a pending wrap-up list, not a failure)
             Text(str(agent.get("owed") or 0), style="bold cyan" if agent.get("owed") else "dim"),
+            # a registering phone's state; a fixed phone cannot tell
+            Text("offline", style="bold red") if agent.get("phone") == "offline" else
+            Text("online", style="green") if agent.get("phone") == "online" else Text("—", style="dim"),
         ]
 
     def _status(self) -> None:

@@ -60,7 +60,7 @@ def test_from_application_config():
     assert sales.relax_after_seconds == (30.0, 90.0) and sales.required_skills == {"en": 2}
     assert sales.announce_every_seconds == 60  # the application default
     assert s.agents["1001"] == AgentSettings(skills={"en": 4}, queues=("sales", "support"), name="Li")
-    assert s.not_ready_reasons == ("break", "no_answer") and s.max_missed_offers == 3
+    assert s.not_ready_reasons == ("break", "no_answer", "phone_offline") and s.max_missed_offers == 3
     eng = AcdEngine(s)
     eng.handle(AgentLoggedIn("1001"), 0)
     assert eng.agent_state("1001") == ("available", None)

@@ -55,7 +55,7 @@ async def test_snapshot_has_every_queue_agent_and_the_waiting_callers(stack):
     assert agents["1002"]["state"] == "not_ready" and agents["1002"]["reason"] == "lunch"
     assert agents["1003"]["state"] == "logged_out"
     assert agents["1001"]["skills"] == {"en": 3, "sales": 5, "vip": 4, "zh": 5}
-    assert snap["counters"] == {"blocked": 0, "arrived": 2}
+    assert snap["counters"] == {"blocked": 0, "arrived": 2, "repairs": 0}
     assert snap["thresholds"] == {"wait_amber_seconds": 60, "wait_red_seconds": 180, "sl_red_margin": 0.1}
     assert {s["queue"] for s in snap["staffing"]} == set(queues)
     await supervisor.close()
