@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CC := $(BIN)/callcenter
 # Debian packages the product and its tests use (installed with apt-get when missing; needs root or sudo).
-SYSTEM_PACKAGES ?= postgresql redis-server espeak-ng sox sip-tester kamailio
+SYSTEM_PACKAGES ?= postgresql redis-server espeak-ng sox sip-tester kamailio kamailio-extra-modules baresip-core
 DEMO_CUSTOMERS ?= 2000
 DEMO_SECONDS ?= 90
 # Every demo step uses one configuration: the loopback center, whose agents have phones and

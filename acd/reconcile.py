@@ -148,7 +148,11 @@ def sweep(obs: Observation, pending: Mapping[tuple[str, str, str], float], rules
     calls = {c.call_id: c for c in obs.calls}
 
     def alive(leg: str) -> bool:
-        return leg in held or obs.leg_workers.get(leg) in obs.silent_workers
+        """Held, or perhaps held by a worker that did not answer (one whose worker is unknown may be anywhere)."""
+        if leg in held:
+            return True
+        worker = obs.leg_workers.get(leg)
+        return worker in obs.silent_workers if worker is not None else bool(obs.silent_workers)
 
     found: list[_Found] = []
     spoken_for: set[str] = set()  # legs a repair of their agent already covers

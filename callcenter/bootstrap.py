@@ -103,7 +103,16 @@ class Server:
             rtp_start=sip.rtp_port_start,
             sizing=worker_sizing(settings) if elastic else None,
             worker_args=("--clock-rate", str(sip.media_clock_rate)),
+            rtp_timeout=sip.rtp_timeout_seconds,
+            session_expires=sip.session_expires_seconds,
         )
+        self.phone_users = {aid: user for aid in settings.agents if (user := settings.phone_user(aid)) is not None}
+        if self.phone_users and self.front_kind != "kamailio":
+            raise ConfigError(
+                f"agent(s) {', '.join(sorted(self.phone_users))} have phones that register (sip:USER@"
+                f"{settings.phones.domain}), which needs the SIP front: set sip.front = 'kamailio' (apt-get install "
+                "kamailio kamailio-extra-modules) or give them fixed phone URIs")
+        self._credentials_seen: tuple | None = None
         if self.front_kind == "kamailio":
             from callcenter.front import KamailioFront
 
@@ -111,6 +120,7 @@ class Server:
                 listen_address=sip.listen_address, port=sip.port, workers=lambda: self.pool.workers,
                 max_load=sip.front_max_load or self.pool.legs // 2, trunk_allow=sip.trunk_allow,
                 pike_density=sip.front_pike_density, on_report=self._front_report,
+                **self._phone_options(settings),
             )
             self.pool.on_retiring = self.front.withdraw  # out of the list before it stops
         self.store = SqlInteractionStore(self.db)
@@ -127,8 +137,10 @@ class Server:
             clock=utcnow,
             notifier=self.cti,
             front_address=self.front.address if self.front is not None else None,
+            reconcile=True,
         )
         self.cti.bind(self.center)
+        self._tasks: list = []
 
     @property
     def address(self) -> str:
@@ -137,6 +149,86 @@ class Server:
             return self.front.address
         first = self.pool.workers[0]
         return f"{first.address}:{first.port}"
+
+    def _phone_options(self, settings: Settings) -> dict:
+        """The front's part for registering phones (none when no agent's phone registers)."""
+        if not self.phone_users:
+            return {}
+        import socket
+
+        from callcenter.front.phones import PhonesPlan
+
+        ph = settings.phones
+        with socket.socket() as probe:  # a free loopback port for the front's event socket
+            probe.bind(("127.0.0.1", 0))
+            event_port = probe.getsockname()[1]
+        plan = PhonesPlan(domain=ph.domain, event_port=event_port, allow=tuple(ph.allow), min_expires=ph.min_expires,
+                          max_expires=ph.max_expires, max_contacts=ph.max_contacts,
+                          keepalive_interval=ph.keepalive_seconds, keepalive_timeout=ph.keepalive_timeout_seconds,
+                          auth_failures=ph.auth_failures, auth_block_seconds=ph.auth_block_seconds)
+        return {"phones": plan, "credentials": self._load_credentials(), "on_phone_event": self._phone_event,
+                "on_phone_resync": self._phones_resync}
+
+    def _load_credentials(self) -> dict[str, str]:
+        """HA1 per SIP user from the database; agents without a usable one are told how to set it."""
+        import logging
+
+        from callcenter.db.agents import sip_credentials, sip_credentials_version
+
+        log = logging.getLogger("callcenter.server")
+        found, stale = sip_credentials(self.db, self.phone_users, self.settings.phones.domain)
+        self._credentials_seen = sip_credentials_version(self.db)
+        missing = sorted(aid for aid, user in self.phone_users.items() if user not in found)
+        if missing:
+            log.warning("agent(s) %s have no SIP password for realm %s%s: their phones cannot register until "
+                        "'callcenter agents set-sip-password ID' is run", ", ".join(missing), self.settings.phones.domain,
+                        f" (stored for another realm or user: {', '.join(stale)})" if stale else "")
+        return found
+
+    async def _follow_credentials(self, interval: float = 3.0) -> None:
+        """A password set while the server runs reaches the front within ``interval`` seconds, no restart."""
+        import asyncio
+        import logging
+
+        from callcenter.db.agents import sip_credentials_version
+
+        log = logging.getLogger("callcenter.server")
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                version = await asyncio.to_thread(sip_credentials_version, self.db)
+                if version != self._credentials_seen:
+                    credentials = await asyncio.to_thread(self._load_credentials)
+                    await self.front.set_credentials(credentials)
+                    log.info("SIP passwords changed: %d phone account(s) now at the front", len(credentials))
+            except Exception as exc:  # the database or the front away for a moment: next round
+                log.warning("could not refresh the SIP passwords: %s", exc)
+
+    def _phone_event(self, event) -> None:
+        """A registration change the front reported, as it happened."""
+        import logging
+
+        if event.kind == "registered":
+            self.center.phone_registered(event.user, event.contact, received=event.received, expires=event.expires,
+                                         user_agent=event.user_agent)
+        elif event.kind in ("unregistered", "expired"):
+            self.center.phone_unregistered(event.user, event.contact or None, why=event.kind)
+        elif event.kind == "blocked":
+            logging.getLogger("callcenter.server").warning(
+                "SIP front: phone sign-ins blocked for %d s after repeated wrong passwords (user %r, from %s)",
+                event.expires, event.user[:40], event.received[:60])
+
+    def _phones_resync(self, table) -> None:
+        """The front's whole location table: the truth that replaces what events built."""
+        import datetime as dt
+
+        from callcenter.core.devices import Binding
+
+        now = utcnow()
+        self.center.phones_synced({
+            user: [Binding(b.contact, b.received, now + dt.timedelta(seconds=b.expires) if b.expires else None,
+                           b.user_agent) for b in bindings]
+            for user, bindings in table.items()})
 
     def _front_report(self, report) -> None:
         """A caller the front turned away (every worker full) is a blocked call, like a worker's refusal."""
@@ -160,8 +252,14 @@ class Server:
                 raise
         await self.center.start()
         await self.cti.start()
+        if self.front is not None and self.phone_users:
+            import asyncio
+
+            self._tasks.append(asyncio.create_task(self._follow_credentials(), name="sip-credentials"))
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         if self.front is not None:
             await self.front.stop_following_workers()  # workers stopping now are not failures
         await self.cti.stop()

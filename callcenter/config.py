@@ -103,7 +103,8 @@ class SipConfig(_Section):
     )
     session_expires_seconds: int = Field(
         90, ge=0, le=86400,
-        description="SIP session timer (RFC 4028) offered on every call; 0: off. pjsip's minimum is 90",
+        description="SIP session timer (RFC 4028): offered when dialling and used with every peer that supports it, "
+                    "so a call whose far end is gone ends by itself; 0: off, else at least 90 (pjsip's minimum)",
     )
     queue_log: str | None = Field("var/queue_log", description="Asterisk-format queue_log file; unset: database only")
 
@@ -128,6 +129,14 @@ class SipConfig(_Section):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(f"{item!r} is not an address or network such as '203.0.113.0/24'") from None
+        return value
+
+    @field_validator("session_expires_seconds")
+    @classmethod
+    def _session_expires(cls, value: int) -> int:
+        if 0 < value < 90:
+            raise ValueError("must be 0 (off) or at least 90: SIP stacks refuse shorter session timers (RFC 4028 "
+                             "Min-SE)")
         return value
 
     @model_validator(mode="after")

@@ -157,8 +157,8 @@ class Reconciliation:
             call.phase = CALLBACK if call.callback_number else QUEUED
             self.notifier.to_agent(agent_id, {"type": "call.offer_cancelled", "call_id": call.record,
                                               "reason": "no_ringing_leg"})
-        self._acd(acd.OfferFailed(call_id, agent_id))
-        if self.engine.agent_state(agent_id)[0] == "reserved" and self.engine.agent_call(agent_id) == call_id:
+        actions = self._acd(acd.OfferFailed(call_id, agent_id))
+        if any(isinstance(a, acd.EventRejected) for a in actions):
             self._acd(acd.AgentWentNotReady(agent_id, "no_answer"))  # the ACD would not take it back: withdraw it
 
     def _repaired(self, r: rc.Repair) -> None:

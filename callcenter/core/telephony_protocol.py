@@ -291,7 +291,13 @@ class Hangup(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class Ping(Command):
-    """Liveness probe; answered by :class:`Pong` from the worker's SIP thread."""
+    """Liveness probe; answered by :class:`Pong` from the worker's SIP thread.
+
+    With ``legs`` the Pong lists every leg the worker holds and its SIP state, so the control
+    process can compare it with what it believes (a reconciliation sweep).
+    """
+
+    legs: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,7 +380,10 @@ class LegFailed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class LegEnded(Event):
-    """Any other leg end. ``cause``: remote, local, rejected, abandoned, timeout, shutdown, error.
+    """Any other leg end. ``cause``: remote, local, rejected, abandoned, timeout, shutdown, error,
+    or one of the dead-call causes, where the far end vanished without a BYE and the worker ended
+    the call itself: ``rtp_timeout`` (no RTP for the worker's ``--rtp-timeout``) and
+    ``session_timer`` (the SIP session timer expired or its refresh got no answer).
 
     ``duration`` is seconds since the answer (0 when never answered).
     """
@@ -431,10 +440,17 @@ class CommandFailed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Pong(Event):
-    """The answer to Ping; ``media_ports`` is the worker's conference ports in use (leak checks)."""
+    """The answer to Ping; ``media_ports`` is the worker's conference ports in use (leak checks).
+
+    ``legs`` (only when the Ping asked for it): every leg the worker holds → its state, named after
+    pjsip's INVITE session states: ``incoming`` (arrived, not answered), ``connecting`` (answered,
+    no ACK yet), ``calling`` (dialled, no provisional response), ``early`` (dialled, ringing),
+    ``confirmed`` and ``disconnecting`` (ended by the worker, the stack still closing it).
+    """
 
     command_id: str = field(metadata=_limit(SHORT))
     media_ports: int | None = None
+    legs: dict[str, str] | None = field(default=None, metadata=_limit(SHORT))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -498,6 +514,10 @@ def _check(msg: Message, *, strict: bool) -> None:
         new = _coerce(type(msg).__name__, name, tp, value, limit, strict)
         if name in _LEG_FIELDS and not valid_leg_id(new):
             raise MalformedMessage(f"{type(msg).__name__}.{name}: {new!r} is not a leg id")
+        if name == "legs" and isinstance(new, dict) and not all(valid_leg_id(x) for x in new):
+            if strict:
+                raise MalformedMessage(f"{type(msg).__name__}.legs: not a map of leg ids")
+            new = {k: v for k, v in new.items() if valid_leg_id(k)}  # an event keeps what it can
         if name == "legs" and isinstance(new, tuple):
             if len(new) > (MAX_LEGS if strict else 4096) or not all(valid_leg_id(x) for x in new):
                 raise MalformedMessage(f"{type(msg).__name__}.legs: not a list of leg ids")

@@ -33,6 +33,18 @@ default) leaves it relaying the BYEs the workers send as they stop; ``serve`` st
 workers. If ``serve`` dies, Kamailio gets SIGINT (``PR_SET_PDEATHSIG``) and relays for
 ``exit_timeout`` seconds more. A run directory left by a ``serve`` that was killed is removed at the
 next start (a lock held while it runs tells a live one from a stale one).
+
+With ``phones`` (a :class:`~callcenter.front.phones.PhonesPlan`) agent phones register at the front.
+Their credentials (user -> HA1) are written into the run directory at every start and changed in the
+running Kamailio by :meth:`KamailioFront.set_credentials`. The supervisor keeps one connection to
+Kamailio's evapi socket (127.0.0.1, netstrings, authenticated by a token only the generated
+configuration holds) and hands each registration change to ``on_phone_event``; after each
+(re)connection, and every ``phone_sweep_interval`` seconds, it reads the whole location table
+(:meth:`KamailioFront.registrations`, the truth) and hands it to ``on_phone_resync``: events lost
+while the connection was down, or while Kamailio restarted, are made good there. Bindings live in
+Kamailio's memory only: after a restart the supervisor puts back the ones it knew (``ul.add``, with
+the address each was reached at and the time it had left), so agents' phones keep ringing without
+waiting for their next REGISTER.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,7 +65,8 @@ import stat
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +74,10 @@ from callcenter.errors import CallCenterError
 from callcenter.front.plan import (
     CALL_QUEUE, DISPATCHER_SET, EVENT_QUEUE, Destination, FrontPlan, FrontReport, dispatcher_list, kamailio_cfg,
     parse_counters, parse_report,
+)
+from callcenter.front.phones import (
+    Binding, NetstringDecoder, PhoneEvent, PhonesPlan, check_credentials, credentials_table, encode_netstring,
+    parse_phone_event, parse_ul_aors, parse_ul_bindings,
 )
 from callcenter.logsafe import log_safe
 from callcenter.core import telephony_protocol as p
@@ -142,6 +160,12 @@ class KamailioFront:
     ``watch_interval`` seconds. Only workers whose ``state`` is ``running`` are listed (objects
     without a ``state``: those ``alive``). ``max_load`` is the number of calls each worker can take (two
     conversations for a 4-leg worker). ``on_report`` receives every report Kamailio writes.
+
+    Agent phones (``phones`` given): ``credentials`` maps usernames to HA1 (:func:`~callcenter.front.
+    phones.ha1`); ``on_phone_event`` receives each :class:`~callcenter.front.phones.PhoneEvent`;
+    ``on_phone_resync`` receives the whole location table (``{user: [Binding, ...]}``) after each
+    connection to the event socket and every ``phone_sweep_interval`` seconds. Both callbacks run
+    in the event loop and must not block.
     """
 
     def __init__(
@@ -162,6 +186,12 @@ class KamailioFront:
         start_timeout: float = 15.0,
         stop_timeout: float = 5.0,
         report_interval: float = 0.2,
+        phones: PhonesPlan | None = None,
+        credentials: Mapping[str, str] | None = None,
+        on_phone_event: Callable[[PhoneEvent], None] | None = None,
+        on_phone_resync: Callable[[dict[str, list[Binding]]], None] | None = None,
+        phone_sweep_interval: float = 60.0,
+        restore_phones: bool = True,
     ) -> None:
         self.listen_address = listen_address
         self.port = port
@@ -178,11 +208,27 @@ class KamailioFront:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.report_interval = report_interval
+        # the token is drawn once: a restarted Kamailio gets the same, the connection logic need not know
+        self.phones = replace(phones, event_token=secrets.token_hex(24)) if phones and not phones.event_token \
+            else phones
+        self._credentials = check_credentials(credentials or {})
+        self.on_phone_event = on_phone_event
+        self.on_phone_resync = on_phone_resync
+        self.phone_sweep_interval = phone_sweep_interval
+        self.restore_phones = restore_phones
+        self._known: dict[str, dict[str, tuple[Binding, float]]] = {}  # user -> contact -> (binding, expiry time)
+        self._restore_pending = False  # a restarted Kamailio: put the known bindings back first
+        self._resync_lock: asyncio.Lock | None = None
+        self.phone_events_connected = False
+        """True while the supervisor holds an authenticated evapi connection."""
         self.counters: dict[str, int] = {
             "blocked": 0, "blocked_full": 0, "blocked_exhausted": 0, "failed": 0, "forbidden": 0, "malformed": 0,
             "too_large": 0, "flood_sources": 0, "restarts": 0, "workers_removed": 0, "workers_added": 0,
             "calls_ended": 0, "log_lines_suppressed": 0, "workers_retired": 0,
         }
+        if self.phones is not None:
+            self.counters.update(auth_failed=0, auth_blocked=0, phone_events=0, phone_event_connections=0,
+                                 phone_resyncs=0, phones_restored=0)
         self.run_dir: Path | None = None
         self.plan: FrontPlan | None = None
         self.proc: asyncio.subprocess.Process | None = None
@@ -231,6 +277,7 @@ class KamailioFront:
         self._stopping = True  # until it runs: a failed start is not a crash to restart from
         self._rpc_lock = asyncio.Lock()
         self._list_lock = asyncio.Lock()
+        self._resync_lock = asyncio.Lock()
         root = self.run_root or Path(tempfile.gettempdir())
         for stale in remove_stale_run_dirs(root):
             log.warning("SIP front: removed %s, left by a server that did not stop", log_safe(stale))
@@ -248,6 +295,10 @@ class KamailioFront:
             raise
         self._tasks.append(asyncio.create_task(self._watch_workers(), name="front-workers"))
         self._tasks.append(asyncio.create_task(self._poll_reports(), name="front-reports"))
+        if self.phones is not None:
+            self._tasks.append(asyncio.create_task(self._follow_phone_events(), name="front-phone-events"))
+            if self.phone_sweep_interval > 0:
+                self._tasks.append(asyncio.create_task(self._sweep_phones(), name="front-phone-sweep"))
 
     async def stop(self) -> None:
         """Fetch the last reports, stop Kamailio (SIGKILL of its process group), remove the run directory.
@@ -297,12 +348,15 @@ class KamailioFront:
         plan = FrontPlan(
             listen_address=self.listen_address, port=self.port, workers=destinations, run_dir=self.run_dir,
             max_load=self.max_load, trunk_allow=self.trunk_allow, pike_density=self.pike_density,
-            children=self.children,
+            children=self.children, phones=self.phones,
         )
         self._in_list = {d.name: d.load_id for d in destinations}
         self._listed_uris = {d.name: d.uri for d in destinations}
         plan.dispatcher_path.write_text(dispatcher_list(plan))
-        plan.config_path.write_text(kamailio_cfg(plan))
+        if plan.phones is not None:
+            _write_private(plan.credentials_path, credentials_table(self._credentials))
+        # it holds the event token: readable by us alone (the run directory is mode 700 as well)
+        _write_private(plan.config_path, kamailio_cfg(plan))
         return plan
 
     async def _spawn(self) -> None:
@@ -395,7 +449,7 @@ class KamailioFront:
     async def fetch_reports(self) -> int:
         """Take the counters and the queued reports out of Kamailio, count them and hand the reports on."""
         for event, value in parse_counters(await self.rpc("stats.get_statistics", "script:")).items():
-            self.counters[event] += max(0, value - self._stats_seen.get(event, 0))
+            self.counters[event] = self.counters.get(event, 0) + max(0, value - self._stats_seen.get(event, 0))
             self._stats_seen[event] = value
         sizes = await self.rpc("mqueue.get_sizes")
         waiting = {item.get("name"): int(item.get("size") or 0) for item in _records(sizes)}
@@ -462,6 +516,8 @@ class KamailioFront:
             try:
                 if self.run_dir is not None:
                     self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a tmp cleaner may have removed it
+                # before it runs: the event connection may resync before _spawn returns
+                self._restore_pending = self.phones is not None and self.restore_phones
                 await self._spawn()
                 log.warning("SIP front restarted (pid %s)", self.pid)
                 return
@@ -576,6 +632,176 @@ class KamailioFront:
             except (FrontError, KeyError, ValueError, TypeError) as exc:
                 log.warning("SIP front: could not end a dialog of %s: %s", w.name, exc)
 
+    # ------------------------------------------------------------------------------ agent phones
+
+    async def set_credentials(self, credentials: Mapping[str, str]) -> None:
+        """Replace the phones' credentials (user -> HA1) in the running Kamailio, without a restart.
+
+        The file is rewritten first (a Kamailio started meanwhile loads the new set), then only the
+        differences go over RPC. A user taken out also loses its bindings: its phone stops ringing
+        at once, not when its registration would have expired.
+        """
+        new = check_credentials(credentials)
+        old, self._credentials = self._credentials, new
+        if self.phones is None or self.plan is None or self.run_dir is None:
+            return
+        _write_private(self.plan.credentials_path, credentials_table(new))
+        if not self.alive:
+            return
+        for user in sorted(old.keys() - new.keys()):
+            self._known.pop(user, None)
+            await self.rpc("htable.delete", "ccphones", user)
+            with contextlib.suppress(FrontError):  # no binding: nothing to remove
+                await self.rpc("ul.rm", "location", user)
+        for user, digest in sorted(new.items()):
+            if old.get(user) != digest:
+                await self.rpc("htable.sets", "ccphones", user, digest)
+
+    async def registrations(self) -> dict[str, list[Binding]]:
+        """The location table: every registered user's bindings (``ul.dump brief``, then ``ul.lookup``
+        per user: a full ``ul.dump`` of a few hundred phones does not fit in one RPC datagram)."""
+        table: dict[str, list[Binding]] = {}
+        for user in parse_ul_aors(await self.rpc("ul.dump", "brief")):
+            try:
+                bindings = parse_ul_bindings(user, await self.rpc("ul.lookup", "location", user))
+            except FrontError:  # gone meanwhile
+                continue
+            if bindings:
+                table[user] = bindings
+        return table
+
+    async def resync_phones(self) -> dict[str, list[Binding]]:
+        """Read the location table and hand it to ``on_phone_resync`` (after a restart, once the bindings
+        known before it are back: the new Kamailio's empty table must not replace what they were)."""
+        assert self._resync_lock is not None
+        async with self._resync_lock:
+            if self._restore_pending:
+                await self._restore_bindings()
+            table = await self.registrations()
+            now = time.time()
+            self._known = {user: {b.contact: (b, now + (b.expires if b.expires is not None else 10 ** 9))
+                                  for b in bindings} for user, bindings in table.items()}
+        self.counters["phone_resyncs"] += 1
+        if self.on_phone_resync is not None:
+            try:
+                self.on_phone_resync(table)
+            except Exception:  # noqa: BLE001 - a consumer bug must not stop the events
+                log.exception("phone resync handler failed")
+        return table
+
+    async def _sweep_phones(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.phone_sweep_interval)
+            if self.alive:
+                try:
+                    await self.resync_phones()
+                except (OSError, asyncio.TimeoutError, FrontError) as exc:
+                    log.warning("SIP front: could not read the registered phones: %s", exc)
+
+    async def _follow_phone_events(self) -> None:
+        """Keep one authenticated connection to evapi, reconnecting after a drop or a Kamailio restart."""
+        assert self.phones is not None
+        while not self._stopping:
+            if not self.alive:
+                await asyncio.sleep(0.2)
+                continue
+            writer = None
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", self.phones.event_port), 2.0)
+                await self._read_phone_events(reader, writer)
+            except (OSError, ValueError, asyncio.TimeoutError) as exc:
+                if self.alive and not self._stopping:
+                    log.info("SIP front: phone events connection: %s", exc or type(exc).__name__)
+            finally:
+                self.phone_events_connected = False
+                if writer is not None:
+                    writer.close()
+                    with contextlib.suppress(Exception):
+                        await writer.wait_closed()
+            await asyncio.sleep(0.5)
+
+    async def _read_phone_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.phones is not None
+        writer.write(encode_netstring(self.phones.event_token.encode()))
+        await writer.drain()
+        decoder = NetstringDecoder()
+        resync: asyncio.Task | None = None
+        try:
+            while True:
+                # Kamailio answers the token with "ready"; without it, this is not the right socket
+                data = await (reader.read(65536) if self.phone_events_connected
+                              else asyncio.wait_for(reader.read(65536), 3.0))
+                if not data:
+                    return
+                for message in decoder.feed(data):
+                    if message == b"ready":
+                        if not self.phone_events_connected:
+                            self.phone_events_connected = True
+                            self.counters["phone_event_connections"] += 1
+                            # the table is read while events keep coming: what changed before the
+                            # connection is in it, what changes after arrives as events
+                            resync = asyncio.create_task(self._resync_quietly(), name="front-phone-resync")
+                        continue
+                    self._phone_event(message)
+        finally:
+            if resync is not None and not resync.done():
+                resync.cancel()
+
+    async def _restore_bindings(self) -> None:
+        """Put the bindings known before a restart back into the new Kamailio (memory only, it has none).
+
+        Each keeps its remaining time and the address it is reached at; the phone's next REGISTER
+        refreshes it as usual. Bindings with less than 5 s left are let go.
+        """
+        now = time.time()
+        socket_name = f"udp:{self.address}"
+        restored = 0
+        for user, contacts in list(self._known.items()):
+            if user not in self._credentials:
+                continue
+            for contact, (binding, expires_at) in list(contacts.items()):
+                left = int(expires_at - now)
+                if left < 5:
+                    continue
+                received = f"sip:{binding.received}" if binding.received else "0"
+                try:
+                    await self.rpc("ul.add", "location", user, contact, min(left, 86400), -1.0, "0", 0, 0,
+                                   0xFFFFFFFF, received, socket_name)
+                    restored += 1
+                except FrontError as exc:
+                    log.warning("SIP front: could not restore %s's binding: %s", log_safe(user), exc)
+        self._restore_pending = False  # only now: cut short, it is done again (ul.add updates what it finds)
+        self.counters["phones_restored"] += restored
+        if restored:
+            log.warning("SIP front: %d phone binding(s) restored after the restart", restored)
+
+    async def _resync_quietly(self) -> None:
+        try:
+            await self.resync_phones()
+        except (OSError, asyncio.TimeoutError, FrontError) as exc:
+            log.warning("SIP front: could not read the registered phones: %s", exc)
+
+    def _phone_event(self, message: bytes) -> None:
+        event = parse_phone_event(message)
+        if event is None:
+            log.warning("SIP front: unreadable phone event %s", log_safe(message[:200]))
+            return
+        self.counters["phone_events"] += 1
+        if event.kind == "registered":
+            binding = Binding(event.user, event.contact, event.received, event.expires, event.user_agent)
+            self._known.setdefault(event.user, {})[event.contact] = (binding, time.time() + event.expires)
+        elif event.kind in ("unregistered", "expired"):
+            self._known.get(event.user, {}).pop(event.contact, None)
+        if event.kind == "blocked":
+            log.warning("SIP front: phone %s blocked after failed authentications (from %s) for %d s",
+                        log_safe(event.user) or "source", log_safe(event.received), event.expires)
+        if self.on_phone_event is not None:
+            try:
+                self.on_phone_event(event)
+            except Exception:  # noqa: BLE001 - a consumer bug must not stop the events
+                log.exception("phone event handler failed")
+
     # ----------------------------------------------------------------------------------- RPC
 
     async def rpc(self, method: str, *params: Any, timeout: float = 3.0) -> Any:
@@ -611,6 +837,15 @@ class KamailioFront:
             error = answer["error"]
             raise FrontError(f"{method}: {error.get('message', error) if isinstance(error, dict) else error}")
         return answer.get("result")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole (a reader never sees half a file), mode 600."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
 
 
 def _takes_calls(w: Any) -> bool:

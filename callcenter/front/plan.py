@@ -40,6 +40,13 @@ What the generated script does, in order, for every request:
    503 with ``Retry-After`` (``blocked reason=exhausted``); anything else is the call's own
    failure (``failed``, the worker's answer or tm's 408 goes back). The load is confirmed on the
    200 OK and released on BYE or on the final failure.
+
+With ``phones`` (a :class:`~callcenter.front.phones.PhonesPlan`), agent phones register here too:
+REGISTER from ``phones.allow`` with digest auth (HA1 per user, from a file in the run directory),
+failures counted and blocked, bindings in memory, kept alive with OPTIONS, every change pushed to
+the control process over evapi; a new INVITE from a worker goes to the phone registered as its
+Request-URI user, at the address it registered from (see ``route[REGISTRAR]`` and
+``route[PHONE_CALL]`` in the generated script, and docs/sip-front.md "Agent phones").
 """
 
 from __future__ import annotations
@@ -49,10 +56,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callcenter.front.phones import CREDENTIALS_TABLE, EVENT_TAG, PhonesPlan
+
 __all__ = [
     "CALL_QUEUE", "COUNTED_EVENTS", "DISPATCHER_SET", "EVENT_QUEUE", "FRONT_HEADROOM", "LATE_OFFER_EXTRA",
-    "MAX_MESSAGE", "REPORT_EVENTS", "SOURCE_HEADER", "TAG_ALLOWANCE", "WORKER_MAX_PACKET", "Destination",
-    "FrontPlan", "FrontReport", "dispatcher_list", "kamailio_cfg", "parse_counters", "parse_report", "sanity_checks",
+    "MAX_MESSAGE", "PHONE_COUNTED_EVENTS", "REPORT_EVENTS", "SOURCE_HEADER", "TAG_ALLOWANCE", "WORKER_MAX_PACKET",
+    "Destination", "FrontPlan", "FrontReport", "dispatcher_list", "kamailio_cfg", "parse_counters", "parse_report",
+    "sanity_checks",
 ]
 
 DISPATCHER_SET = 1
@@ -86,6 +96,8 @@ REPORT_QUEUE_SIZE = 10000
 REPORT_EVENTS = {"blocked": CALL_QUEUE, "failed": CALL_QUEUE, "flood": EVENT_QUEUE}
 COUNTED_EVENTS = ("forbidden", "malformed", "too_large")
 """Refusals only counted (statistics ``ccfront_<event>``): nothing about them is worth a record."""
+PHONE_COUNTED_EVENTS = ("auth_failed", "auth_blocked")
+"""The same for phones (only with ``phones``): failed authentications, REGISTERs refused while blocked."""
 STAT_PREFIX = "ccfront_"
 
 # sanity module checks: R-URI SIP version (1), R-URI scheme (2), required headers (4), CSeq method
@@ -98,6 +110,9 @@ _MODULES = (
     "kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils",
     "sanity", "ctl", "jsonrpcs", "dialog", "dispatcher", "pike", "ipops", "mqueue", "statistics",
 )
+_PHONE_MODULES = ("db_text", "htable", "usrloc", "registrar", "auth", "nathelper", "evapi")
+_SIPPING_BFLAG = 7
+"""Any branch flag: nathelper sends SIP OPTIONS (not 4 zero bytes) only when one is configured."""
 
 
 def sanity_checks() -> tuple[int, int]:
@@ -151,6 +166,8 @@ class FrontPlan:
     """Seconds Kamailio keeps relaying after SIGINT (its parent died) before its children are killed:
     time for the workers' own BYEs to their callers."""
     extra_exempt: tuple[str, ...] = field(default=())
+    phones: PhonesPlan | None = None
+    """Agent phones registering here; None: the front only relays calls to the workers."""
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.listen_address)
@@ -184,6 +201,8 @@ class FrontPlan:
             raise ValueError("exit_timeout must be 1-60 s")
         if '"' in str(self.run_dir) or "\n" in str(self.run_dir):
             raise ValueError("the run directory path cannot contain quotes or newlines")
+        if self.phones is not None and not self.phones.event_token:
+            raise ValueError("phones.event_token is empty: events would go to any local client")
 
     @property
     def address(self) -> str:
@@ -209,6 +228,11 @@ class FrontPlan:
         """JSON-RPC datagram socket, used by the supervisor."""
         return self.run_dir / "kamailio_rpc.sock"
 
+    @property
+    def credentials_path(self) -> Path:
+        """The phones' credentials (user -> HA1), a db_text table loaded into htable ``ccphones`` at start."""
+        return self.run_dir / CREDENTIALS_TABLE
+
 
 def dispatcher_list(plan: FrontPlan) -> str:
     """The dispatcher list file: one probed destination per worker, with its ``duid`` and ``maxload``."""
@@ -232,7 +256,7 @@ def _hexa(pv: str) -> str:
 
 def _count(event: str) -> str:
     """Script line counting one refusal that needs no record."""
-    assert event in COUNTED_EVENTS
+    assert event in COUNTED_EVENTS + PHONE_COUNTED_EVENTS
     return f'update_stat("{STAT_PREFIX}{event}", "+1");'
 
 
@@ -240,6 +264,286 @@ def _report(event: str, **fields: str) -> str:
     """Script line queueing one report; values from the network must be given hex-encoded."""
     body = " ".join(f"{k}={v}" for k, v in fields.items())
     return f'mq_add("{REPORT_EVENTS[event]}", "{event}", "{body}");'
+
+
+def _event(kind: str, **fields: str) -> str:
+    """Script line pushing one phone event to the evapi clients that sent the token (values from
+    the network must be given hex-encoded)."""
+    body = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f'evapi_multicast("{kind} {body}", "{EVENT_TAG}");'
+
+
+def _binding_event(kind: str, profile: str, index: str | None, expires: str) -> str:
+    at = f"[{index}]" if index else ""
+    return _event(kind, user=f"$(ulc({profile}=>aor){{s.encode.hexa}})",
+                  contact=f"$(ulc({profile}=>addr){at}{{s.encode.hexa}})",
+                  received=f"$(ulc({profile}=>received){at}{{s.encode.hexa}})", expires=expires,
+                  ua=f"$(ulc({profile}=>user_agent){at}{{s.encode.hexa}})")
+
+
+def _phone_parts(plan: FrontPlan) -> dict[str, str]:
+    """The pieces of the script for agent phones, each inserted where the script names it; all empty
+    without ``plan.phones`` (the script is then exactly the one without phones)."""
+    ph = plan.phones
+    if ph is None:
+        return dict.fromkeys(("modules", "stats", "params", "classify", "allowed", "register", "call", "dialog",
+                              "keepalive", "routes"), "")
+    nets = ",".join(str(ipaddress.ip_network(n, strict=False)) for n in ph.allow)
+    realm = ph.domain
+    ds = DISPATCHER_SET
+    nat_sdp = 'has_body("application/sdp") && nat_uac_test("8") && nat_uac_test("256")'
+    stats = "".join(f'\nmodparam("statistics", "variable", "{STAT_PREFIX}{e}")' for e in PHONE_COUNTED_EVENTS)
+    blocked_source = _event("blocked", user="", contact="", received="$(si{s.encode.hexa})",
+                            expires=str(ph.auth_block_seconds), ua="")
+    blocked_user = _event("blocked", user="$(au{s.encode.hexa})", contact="", received="$(si{s.encode.hexa})",
+                          expires=str(ph.auth_block_seconds), ua="")
+    params = f"""
+
+# agent phones: registrar in memory, credentials (HA1) from {plan.credentials_path.name}, keep-alive
+# OPTIONS to every binding, failed authentications counted, events to the control process (evapi)
+modparam("usrloc", "db_mode", 0)
+modparam("usrloc", "use_domain", 0)
+modparam("usrloc", "timer_interval", {min(10, ph.keepalive_interval)})
+modparam("registrar", "min_expires", {ph.min_expires})
+modparam("registrar", "max_expires", {ph.max_expires})
+modparam("registrar", "default_expires", {ph.max_expires})
+modparam("registrar", "max_contacts", {ph.max_contacts})
+modparam("registrar", "case_sensitive", 1)
+modparam("registrar", "received_avp", "$avp(cc_rcv)")
+modparam("nathelper", "received_avp", "$avp(cc_rcv)")
+modparam("nathelper", "natping_interval", {ph.keepalive_interval})
+modparam("nathelper", "ping_nated_only", 0)
+modparam("nathelper", "sipping_bflag", {_SIPPING_BFLAG})
+modparam("nathelper", "sipping_from", "{ph.keepalive_from}")
+modparam("nathelper", "keepalive_timeout", {ph.keepalive_timeout})
+modparam("nathelper", "append_sdp_oldmediaip", 0)
+# a nonce is good for the Request-URI and source address it was issued to (a captured REGISTER
+# replayed from elsewhere is challenged again)
+modparam("auth", "auth_checks_register", 9)
+modparam("htable", "db_url", "text://{plan.run_dir}")
+modparam("htable", "htable", "ccphones=>size=10;dbtable={plan.credentials_path.name}")
+modparam("htable", "htable", "ccfail=>size=8;autoexpire={ph.auth_block_seconds};initval=0")
+modparam("htable", "htable", "ccblock=>size=8;autoexpire={ph.auth_block_seconds}")
+modparam("evapi", "bind_addr", "127.0.0.1:{ph.event_port}")
+modparam("evapi", "netstring_format", 1)
+modparam("evapi", "max_clients", 16)"""
+    classify = """$var(phone) = 0;
+	if (is_method("REGISTER")) {
+		$var(phone) = 1;
+	} else if (has_totag() && $dlg_var(cc_phone) == "1") {
+		# in a call to an agent's phone (its BYE, a re-INVITE)
+		$var(phone) = 2;
+	}
+	"""
+    allowed = f' && ($var(phone) == 0 || !is_in_subnet("$si", "{nets}"))'
+    register = """
+
+	if (is_method("REGISTER")) {
+		route(REGISTRAR);
+		exit;
+	}"""
+    call = f"""
+
+	if (ds_is_from_list("{ds}")) {{
+		# a worker dials an agent's phone registered here
+		route(PHONE_CALL);
+	}}"""
+    dialog = f"""		if ($var(phone) == 2) {{
+			if (ds_is_from_list("{ds}")) {{
+				# towards an agent's phone: at the address it answered from
+				if ($du == $null) {{
+					handle_ruri_alias();
+				}}
+				if (is_method("INVITE")) {{
+					t_on_reply("PHONE_REPLY");
+				}}
+			}} else {{
+				force_rport();
+				if (is_present_hf("Contact")) {{
+					add_contact_alias();
+				}}
+				if ({nat_sdp}) {{
+					fix_nated_sdp("2");
+				}}
+			}}
+			# no dispatcher load to release: not a call the front placed on a worker
+			route(RELAY);
+		}}
+"""
+    keepalive = f"""		# answers to the keep-alive OPTIONS sent to agent phones go on to nathelper, which takes them
+		if (is_method("OPTIONS") && $fu == "{ph.keepalive_from}") {{
+			return;
+		}}
+"""
+    routes = f"""
+route[REGISTRAR] {{
+	# Agent phones: from phones.allow only (the trunk allow-list does not apply), with the digest
+	# credentials of the AOR they register.
+	if (!is_in_subnet("$si", "{nets}")) {{
+		{_count("forbidden")}
+		sl_send_reply("403", "Forbidden");
+		exit;
+	}}
+	# answers go where the request came from, not to a private Via
+	force_rport();
+	if ($sht(ccblock=>ip:$si) != $null || $sht(ccblock=>user:$tU) != $null) {{
+		# blocked after repeated failures: refused whatever the credentials until the block expires
+		{_count("auth_blocked")}
+		sl_send_reply("403", "Forbidden");
+		exit;
+	}}
+	if (!has_credentials("{realm}")) {{
+		www_challenge("{realm}", "1");
+		exit;
+	}}
+	# One set of credentials, of a known user, for its own AOR. The HA1 is looked up by $au, which
+	# reads Proxy-Authorization first: a second header could pair one user's HA1 with another name.
+	if ($hdrc(Authorization) != 1 || $hdrc(Proxy-Authorization) != 0 || $au != $tU
+			|| $sht(ccphones=>$au) == $null) {{
+		route(AUTH_FAILED);
+	}}
+	# HA1 (flag 1); the auth user must be the To and From user (check 1): a phone cannot register
+	# or unregister another agent's AOR
+	if (!pv_auth_check("{realm}", "$sht(ccphones=>$au)", "1", "1")) {{
+		$var(auth) = $rc;
+		if ($var(auth) == -4 || $var(auth) == -6) {{
+			# a stale nonce (one from before a restart, or of another source) or a reused one
+			www_challenge("{realm}", "17");
+			exit;
+		}}
+		route(AUTH_FAILED);
+	}}
+	$sht(ccfail=>user:$au) = $null;
+	# reached at its source address: a Contact with a private address is a phone behind NAT
+	fix_nated_register();
+	$var(before) = 0;
+	if (reg_fetch_contacts("location", "$tu", "before")) {{
+		$var(before) = $(ulc(before=>count));
+	}}
+	save("location", "0x02");
+	$var(saved) = $rc;
+	if ($var(saved) == -2) {{
+		# more bindings than phones.max_contacts for this AOR
+		sl_send_reply("403", "Too Many Contacts");
+		exit;
+	}}
+	# the registrar's answer: 200 with the bindings, or its own error
+	reg_send_reply();
+	if ($var(saved) > 0) {{
+		route(PHONE_EVENTS);
+	}}
+	exit;
+}}
+
+route[PHONE_EVENTS] {{
+	# What this REGISTER changed, read back from the location table: the bindings it removed, and
+	# those it added or refreshed (they carry its Call-ID and CSeq).
+	$var(after) = 0;
+	if (reg_fetch_contacts("location", "$tu", "after")) {{
+		$var(after) = $(ulc(after=>count));
+	}}
+	$var(i) = 0;
+	while ($var(i) < $var(before)) {{
+		$var(gone) = 1;
+		$var(j) = 0;
+		while ($var(j) < $var(after)) {{
+			if ($(ulc(after=>ruid)[$var(j)]) == $(ulc(before=>ruid)[$var(i)])) {{
+				$var(gone) = 0;
+			}}
+			$var(j) = $var(j) + 1;
+		}}
+		if ($var(gone) == 1) {{
+			{_binding_event("unregistered", "before", "$var(i)", "0")}
+		}}
+		$var(i) = $var(i) + 1;
+	}}
+	$var(j) = 0;
+	while ($var(j) < $var(after)) {{
+		if ($(ulc(after=>callid)[$var(j)]) == $ci && $(ulc(after=>cseq)[$var(j)]) == $cs) {{
+			$var(expires) = $(ulc(after=>expires)[$var(j)]) - $Ts;
+			{_binding_event("registered", "after", "$var(j)", "$var(expires)")}
+		}}
+		$var(j) = $var(j) + 1;
+	}}
+}}
+
+route[AUTH_FAILED] {{
+	# A wrong password, an unknown user or another user's AOR: counted per source address and per
+	# known username; at the limit the source or the user is blocked for phones.auth_block_seconds.
+	{_count("auth_failed")}
+	if ($shtinc(ccfail=>ip:$si) >= {ph.source_limit}) {{
+		$sht(ccblock=>ip:$si) = 1;
+		$sht(ccfail=>ip:$si) = $null;
+		{blocked_source}
+	}}
+	if ($au != $null && $sht(ccphones=>$au) != $null) {{
+		if ($shtinc(ccfail=>user:$au) >= {ph.auth_failures}) {{
+			$sht(ccblock=>user:$au) = 1;
+			$sht(ccfail=>user:$au) = $null;
+			{blocked_user}
+		}}
+	}}
+	sl_send_reply("403", "Forbidden");
+	exit;
+}}
+
+route[PHONE_CALL] {{
+	# A worker dials an agent's phone (sip:USER@<front>): every binding of USER, each at the address
+	# its REGISTER came from.
+	if (!lookup("location")) {{
+		sl_send_reply("480", "Temporarily Unavailable");
+		exit;
+	}}
+	record_route();
+	dlg_manage();
+	$dlg_var(cc_phone) = "1";
+	t_on_reply("PHONE_REPLY");
+	t_on_failure("PHONE_FAILED");
+	route(RELAY);
+}}
+
+onreply_route[PHONE_REPLY] {{
+	# From an agent's phone: a Contact that is not where the reply came from gets an alias of that
+	# address (handle_ruri_alias sends the worker's ACK, BYE and re-INVITEs there), and a private
+	# media address becomes that address too, so the worker's RTP reaches the phone.
+	if (is_present_hf("Contact")) {{
+		add_contact_alias();
+	}}
+	if ({nat_sdp}) {{
+		fix_nated_sdp("2");
+	}}
+}}
+
+failure_route[PHONE_FAILED] {{
+	# the phone's final answer (busy, declined, no answer) goes back to the worker as it is
+	exit;
+}}
+
+event_route[usrloc:contact-expired] {{
+	# not refreshed in time, or no answer to the keep-alives for phones.keepalive_timeout
+	{_binding_event("expired", "exp", None, "0")}
+}}
+
+event_route[evapi:connection-new] {{
+	# a client slot keeps the tag of its previous client: a new one starts without
+	evapi_set_tag("new");
+}}
+
+event_route[evapi:message-received] {{
+	# Events go only to clients that sent the token. Anything else leaves the client without a tag
+	# (it receives nothing): evapi_close() here leaves the connection's watcher behind in 5.6, and
+	# the next client on that descriptor blocked the dispatcher, events and all.
+	if ($evapi(msg) == "{ph.event_token}") {{
+		evapi_set_tag("{EVENT_TAG}");
+		evapi_multicast("ready", "{EVENT_TAG}");
+	}} else {{
+		evapi_set_tag("new");
+	}}
+}}
+"""
+    return dict(modules="".join(f'\nloadmodule "{m}.so"' for m in _PHONE_MODULES), stats=stats, params=params,
+                classify=classify, allowed=allowed, register=register, call=call, dialog=dialog,
+                keepalive=keepalive, routes=routes)
 
 
 def kamailio_cfg(plan: FrontPlan) -> str:
@@ -251,6 +555,7 @@ def kamailio_cfg(plan: FrontPlan) -> str:
     subnets = _subnets(plan)
     allowed = f'is_in_subnet("$si", "{subnets}")' if subnets else "0"
     call = dict(ci=_hexa("ci"), ani=_hexa("fU"), dnis=_hexa("rU"), src="$si:$sp")
+    ph = _phone_parts(plan)
     pike = (
         f"""
 	if (!ds_is_from_list("{DISPATCHER_SET}")) {{
@@ -296,7 +601,7 @@ user_agent_header="User-Agent: callcenter-front"
 sip_warning=0
 
 ####### modules
-{modules}
+{modules}{ph["modules"]}
 
 modparam("ctl", "binrpc", "unix:{plan.control_socket}")
 modparam("jsonrpcs", "transport", 4)
@@ -307,7 +612,7 @@ modparam("jsonrpcs", "pretty_format", 0)
 # reports for the supervisor, fetched over the JSON-RPC socket (mqueue.fetch)
 modparam("mqueue", "mqueue", "name={CALL_QUEUE};size={REPORT_QUEUE_SIZE}")
 modparam("mqueue", "mqueue", "name={EVENT_QUEUE};size={REPORT_QUEUE_SIZE}")
-{stats}
+{stats}{ph["stats"]}
 
 # dialogs are tracked only to hang up the callers of a worker that died
 modparam("dialog", "profiles_with_value", "worker")
@@ -344,7 +649,7 @@ modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_timer_mode", 1)
 # dispatcher.add/remove count as reloads, by default at most one per 5 s: a worker back right after
 # it died would wait. The supervisor sends them one at a time, never concurrently.
-modparam("dispatcher", "reload_delta", 0)
+modparam("dispatcher", "reload_delta", 0){ph["params"]}
 
 ####### routing
 
@@ -358,7 +663,7 @@ request_route {{
 			exit;
 		}}
 		t_check_trans();
-	}}
+	}}{ph["register"]}
 
 	if (has_totag()) {{
 		route(WITHINDLG);
@@ -390,7 +695,7 @@ request_route {{
 		append_to_reply("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\\r\\n");
 		sl_send_reply("405", "Method Not Allowed");
 		exit;
-	}}
+	}}{ph["call"]}
 
 	route(DISPATCH);
 }}
@@ -402,7 +707,7 @@ route[REQINIT] {{{pike}
 		exit;
 	}}
 
-	if (!ds_is_from_list("{DISPATCHER_SET}") && !{allowed}) {{
+	{ph["classify"]}if (!ds_is_from_list("{DISPATCHER_SET}") && !{allowed}{ph["allowed"]}) {{
 		if (!is_method("ACK")) {{
 			{_count("forbidden")}
 			sl_send_reply("403", "Forbidden");
@@ -444,7 +749,7 @@ route[WITHINDLG] {{
 				exit;
 			}}
 		}}
-		if (is_method("BYE")) {{
+{ph["dialog"]}		if (is_method("BYE")) {{
 			ds_load_update();
 		}}
 		route(RELAY);
@@ -495,7 +800,7 @@ route[RELAY] {{
 reply_route {{
 	# only replies to our own transactions; a stray one (say, with a forged Via) is not forwarded
 	if (!t_check_trans()) {{
-		drop;
+{ph["keepalive"]}		drop;
 	}}
 }}
 
@@ -556,7 +861,7 @@ failure_route[FAILOVER] {{
 	}}
 	ds_load_unset();
 }}
-"""
+{ph["routes"]}"""
 
 
 @dataclass(frozen=True)
@@ -599,11 +904,12 @@ _STAT = re.compile(r"^script:" + STAT_PREFIX + r"([a-z_]+) = (\d+)$")
 
 
 def parse_counters(result: object) -> dict[str, int]:
-    """The script's counters (``forbidden``, ``malformed``, ``too_large``) in a ``stats.get_statistics``
-    result for ``script:`` (lines like ``script:ccfront_forbidden = 3``); others are ignored."""
+    """The script's counters (``forbidden``, ``malformed``, ``too_large``; with phones ``auth_failed`` and
+    ``auth_blocked``) in a ``stats.get_statistics`` result for ``script:`` (lines like
+    ``script:ccfront_forbidden = 3``); others are ignored."""
     counters: dict[str, int] = {}
     for line in result if isinstance(result, list) else []:
         match = _STAT.match(line) if isinstance(line, str) else None
-        if match and match.group(1) in COUNTED_EVENTS:
+        if match and match.group(1) in COUNTED_EVENTS + PHONE_COUNTED_EVENTS:
             counters[match.group(1)] = int(match.group(2))
     return counters

@@ -75,3 +75,18 @@ class Leg:
     playback: Playback | None = None
     bridged: set[str] = field(default_factory=set)
     waiting: list[p.Command] = field(default_factory=list)  # commands held until media is up
+    # Dead-call detection (worker._check_rtp): RTP is expected only while the far end sends to us
+    # (not while it holds us with sendonly/inactive, nor when it said recvonly).
+    audio_index: int = 0  # the call's audio media index, for getStreamStat
+    rx_watch: bool = False
+    rx_packets: int | None = None  # the stream's received RTP packet count at the last check
+    rx_at: float = 0.0  # when that count last moved (or the watch began)
+
+    @property
+    def sip_state(self) -> str:
+        """The state named after pjsip's INVITE session states, for a leg listing (Pong.legs)."""
+        return _SIP_STATES.get(self.state, self.state)
+
+
+_SIP_STATES = {"arriving": "incoming", "answering": "connecting", "calling": "calling", "early": "early",
+               "confirmed": "confirmed", "ending": "disconnecting"}

@@ -17,6 +17,10 @@ for INVITEs already on their way (one that lands calls the retirement off), then
 is no death: no :class:`WorkerDied`, no restart; the slot can be started again later under a new
 generation, so leg ids stay unique.
 
+:meth:`WorkerPool.live_legs` asks every worker which legs it holds (a reconciliation sweep compares
+them with what the control process believes); :meth:`WorkerPool.drop_next` loses one event on
+purpose (a test hook).
+
 :class:`FakeTelephony` is the in-memory twin with the same interface: it records commands and
 lets a test inject events.
 """
@@ -114,6 +118,8 @@ class WorkerPool:
     leg ids look like ``w1.2-17`` (worker, generation, sequence), unique for the pool's lifetime.
     ``sizing`` makes the pool elastic (see the module doc); ``on_retiring(name)`` is awaited when a
     worker starts retiring, before its grace period (the SIP front takes it out of its list).
+    ``rtp_timeout`` (seconds, 0: off) and ``session_expires`` (seconds, 0: off, else at least 90)
+    are each worker's dead-call detection: ``--rtp-timeout`` and ``--session-expires``.
     """
 
     def __init__(
@@ -138,9 +144,15 @@ class WorkerPool:
         sizing_interval: float = 0.5,
         retire_grace: float = 2.0,
         on_retiring: Callable[[str], Awaitable[None]] | None = None,
+        rtp_timeout: float = 30.0,
+        session_expires: int = 90,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
+        if not 0 <= rtp_timeout <= 86400:
+            raise ValueError("rtp_timeout must be 0 (off) to 86400 seconds")
+        if not (session_expires == 0 or 90 <= session_expires <= 86400):
+            raise ValueError("session_expires must be 0 (off) or 90-86400 seconds (pjsip refuses less than 90)")
         if rtp_ports < 4 * legs:
             raise ValueError("rtp_ports must give each leg at least 4 ports")
         last = rtp_start + workers * (rtp_ports + rtp_gap)
@@ -156,7 +168,12 @@ class WorkerPool:
         self.hang_timeout = hang_timeout
         self.stop_timeout = stop_timeout
         self.worker_args = tuple(worker_args)
+        self.rtp_timeout = rtp_timeout
+        self.session_expires = int(session_expires)
         self.events: asyncio.Queue[p.Event] = asyncio.Queue()
+        self._leg_queries: dict[str, asyncio.Future] = {}  # Ping(legs=True) id -> its Pong's legs
+        self._drops: list[tuple[type, str | None]] = []  # drop_next(): events to lose on purpose
+        self.dropped: list[tuple[float, p.Event]] = []  # drop_next(): what was lost, when (epoch seconds)
         self._workers: dict[str, _Worker] = {}
         for i in range(workers):
             start = rtp_start + i * (rtp_ports + rtp_gap)
@@ -256,6 +273,62 @@ class WorkerPool:
     def worker_log(self, worker: str) -> str:
         """The last lines the worker wrote to stderr (for diagnostics)."""
         return "\n".join(self._workers[worker].stderr_tail)
+
+    async def live_legs(self, timeout: float = 1.0) -> dict[str, dict[str, str] | None]:
+        """What every worker holds, asked now: worker → {leg: SIP state} (states: see
+        :class:`~callcenter.core.telephony_protocol.Pong`), for a reconciliation sweep.
+
+        Every worker with a live process is asked (running, retiring or stopping: a leg can be on any
+        of them). A worker that does not answer within ``timeout``, or whose process is gone while
+        legs are still listed for it, maps to ``None``: nothing can be concluded about its legs. The
+        events a worker wrote before its answer are in :attr:`events` by then (perhaps not yet read),
+        so a leg that just arrived or ended may differ for a moment: compare with some grace.
+        """
+        loop = asyncio.get_running_loop()
+        asked: dict[str, asyncio.Future | None] = {}
+        mine: list[str] = []
+        for w in self._workers.values():
+            if not self._alive(w) or w.proc is None or w.proc.stdin is None:
+                if self.legs_of(w.name):
+                    asked[w.name] = None
+                continue
+            query_id = f"legs-{next(self._ids)}"
+            mine.append(query_id)
+            future = self._leg_queries[query_id] = loop.create_future()
+            try:
+                w.proc.stdin.write(p.encode(p.Ping(id=query_id, legs=True)))
+            except (ConnectionError, RuntimeError, OSError):
+                future.cancel()
+            asked[w.name] = future
+        try:
+            pending = [f for f in asked.values() if f is not None and not f.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout)
+        finally:
+            for query_id in mine:
+                self._leg_queries.pop(query_id, None)
+        return {name: (f.result() if f is not None and f.done() and not f.cancelled() else None)
+                for name, f in asked.items()}
+
+    def drop_next(self, event_type: type[p.Event], leg: str | None = None) -> None:
+        """Test hook: lose the next event of ``event_type`` (for ``leg``, if given) from any worker.
+
+        It never reaches :attr:`events`, as if the IPC had lost it (the fault-mix bench, the
+        reconciliation tests). The pool's own bookkeeping still sees it: only the control process
+        misses it. Each call loses exactly one event; calls queue up. Every event lost is appended
+        to :attr:`dropped` with the time it was lost (``time.time()``), so a test or bench can time
+        what repairs it.
+        """
+        self._drops.append((event_type, leg))
+
+    def _drop(self, w: _Worker, event: p.Event) -> bool:
+        for i, (kind, leg) in enumerate(self._drops):
+            if isinstance(event, kind) and (leg is None or getattr(event, "leg", None) == leg):
+                del self._drops[i]
+                self.dropped.append((time.time(), event))
+                log.warning("%s: %s dropped on purpose (drop_next test hook)", w.name, type(event).__name__)
+                return True
+        return False
 
     def pick_worker(self, need: int = 2) -> str | None:
         """The running worker with the most free legs, if it has ``need`` of them."""
@@ -368,7 +441,8 @@ class WorkerPool:
             "--address", self.address, "--port", str(w.port),
             "--rtp-start", str(w.rtp_start), "--rtp-end", str(w.rtp_end),
             "--legs", str(self.legs), "--max-rate", f"{self.max_rate:g}",
-            "--decide-timeout", f"{self.decide_timeout:g}", *self.worker_args,
+            "--decide-timeout", f"{self.decide_timeout:g}", "--rtp-timeout", f"{self.rtp_timeout:g}",
+            "--session-expires", str(self.session_expires), *self.worker_args,
         ]
 
     async def _spawn(self, w: _Worker, timeout: float) -> None:
@@ -421,8 +495,13 @@ class WorkerPool:
             if event.worker != w.name:
                 event = dataclasses.replace(event, worker=w.name)
             self._track(w, event)
-            if isinstance(event, p.Pong) and event.command_id.startswith("ping-"):
-                continue  # the pool's own liveness pings; a Ping sent with send() gets its Pong
+            if isinstance(event, p.Pong) and event.command_id.startswith(("ping-", "legs-")):
+                query = self._leg_queries.get(event.command_id)
+                if query is not None and not query.done():
+                    query.set_result(dict(event.legs or {}))
+                continue  # the pool's own pings (liveness, live_legs); a Ping sent with send() gets its Pong
+            if self._drops and self._drop(w, event):
+                continue
             self.events.put_nowait(event)
             if self.sizing is not None:
                 self._wake.set()
@@ -711,7 +790,9 @@ class FakeTelephony:
 
     ``commands`` lists every command sent (with its id). :meth:`inject` feeds an event as if a
     worker had sent it (and keeps the leg bookkeeping and free legs like the real pool);
-    :meth:`arrive` makes a caller arrive. Nothing is dialled or played for real.
+    :meth:`arrive` makes a caller arrive. Nothing is dialled or played for real. :meth:`live_legs`
+    lists the legs it keeps, in ``leg_states`` (default ``confirmed``); workers in ``silent`` do
+    not answer.
     """
 
     def __init__(self, workers: int = 1, *, legs: int = 4) -> None:
@@ -723,9 +804,22 @@ class FakeTelephony:
         self._leg_worker: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
+        self.leg_states: dict[str, str] = {}
+        self.silent: set[str] = set()
+        self._drops: list[tuple[type, str | None]] = []
 
     async def start(self) -> None:
         self.started = True
+
+    async def live_legs(self, timeout: float = 1.0) -> dict[str, dict[str, str] | None]:
+        legs: dict[str, dict[str, str] | None] = {name: {} for name in self._budgets}
+        for leg, worker in self._leg_worker.items():
+            legs.setdefault(worker, {})[leg] = self.leg_states.get(leg, "confirmed")
+        return {name: None if name in self.silent else held for name, held in legs.items()}
+
+    def drop_next(self, event_type: type[p.Event], leg: str | None = None) -> None:
+        """Lose the next injected event of ``event_type`` (for ``leg``): bookkept, never delivered."""
+        self._drops.append((event_type, leg))
 
     async def stop(self) -> None:
         self.stopped = True
@@ -789,6 +883,10 @@ class FakeTelephony:
             for leg in event.legs:
                 budget.release(leg)
                 self._leg_worker.pop(leg, None)
+        for i, (kind, leg) in enumerate(self._drops):
+            if isinstance(event, kind) and (leg is None or getattr(event, "leg", None) == leg):
+                del self._drops[i]
+                return
         self.events.put_nowait(event)
 
     def arrive(self, ani: str = "13800138000", dnis: str = "4000", display_name: str = "",

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import queue
+import re
 import signal
 import socket
 import sys
@@ -68,6 +69,13 @@ CANCEL_LINGER = 32.0
 PJ_ETOOMANY = 70010
 ENDING_WATCHDOG = 40.0
 """Seconds after a hangup by which pjsua must have reported the call disconnected."""
+DEFAULT_RTP_TIMEOUT = 30.0
+"""Seconds without RTP from the far end after which a confirmed leg is hung up (a vanished peer)."""
+DEFAULT_SESSION_EXPIRES = 90
+"""RFC 4028 session interval offered when dialling; 90 is also pjsip's floor (its ABS_MIN_SE)."""
+MIN_SESSION_EXPIRES = 90
+DEAD_CAUSES = ("rtp_timeout", "session_timer")
+"""LegEnded causes of calls the worker ended because the far end vanished without a BYE."""
 # ------------------------------------------------------------------------------- leg bookkeeping
 
 
@@ -101,6 +109,8 @@ class Worker(MediaCommands):
         self._ipc_out = ipc_out
         self._last_capacity: tuple[int, int, int] | None = None
         self._next_due = 0.0  # when the loop's bookkeeping must run next (_poll_wait)
+        self._rtp_due = 0.0  # next RTP inactivity check, while calls are up (_check_rtp)
+        self.rtp_every = min(5.0, max(0.5, args.rtp_timeout / 4))
         self._calls_seen = 0
         self._pj_thread = threading.get_ident()
         self.sleeping = False  # the loop is (about to be) waiting in libHandleEvents
@@ -236,6 +246,12 @@ class Worker(MediaCommands):
         mt.portRange = max(0, a.rtp_end - a.rtp_start)
         mt.boundAddress = a.address
         mt.publicAddress = a.address
+        # RFC 4028 session timers only with peers that support them (PJSUA_SIP_TIMER_OPTIONAL): a
+        # timer-less peer (SIPp, many phones) gets no re-INVITE/UPDATE it does not expect; dead
+        # calls with such peers are found by RTP inactivity (_check_rtp). pjsip's floor is 90 s.
+        acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL if a.session_expires else pj.PJSUA_SIP_TIMER_INACTIVE
+        acfg.callConfig.timerMinSESec = MIN_SESSION_EXPIRES
+        acfg.callConfig.timerSessExpiresSec = max(MIN_SESSION_EXPIRES, a.session_expires)
         acfg.natConfig.iceEnabled = False
         acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
@@ -322,6 +338,8 @@ class Worker(MediaCommands):
             due = min(due, self.stuck_until)
         if self.clock_on and not self.calls:
             due = min(due, self.busy_until)
+        if self.calls and self.args.rtp_timeout:
+            due = min(due, max(now, self._rtp_due))
         if self.stopping:
             due = min(due, now + TIMER_STEP)
         self._next_due = due
@@ -462,7 +480,7 @@ class Worker(MediaCommands):
         if threading.get_ident() != self._pj_thread:
             log.error("%s called on a thread other than the pjsua2 loop", where)
 
-    def on_call_state(self, call) -> None:
+    def on_call_state(self, call, prm) -> None:
         self._check_thread("onCallState")
         pj = self.pj
         ci = call.getInfo()
@@ -470,18 +488,39 @@ class Worker(MediaCommands):
         if state == pj.PJSIP_INV_STATE_DISCONNECTED:
             # Drop the reference here, inside the DISCONNECTED callback: pjsua reuses call ids at once.
             self.calls.pop(call.leg_id, None)
-            self.inbox.append(("ended", call.leg_id, ci.lastStatusCode, ci.lastReason))
+            self.inbox.append(("ended", call.leg_id, ci.lastStatusCode, ci.lastReason, self._stack_bye(prm)))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             self.inbox.append(("confirmed", call.leg_id))
         elif state == pj.PJSIP_INV_STATE_EARLY:
             self.inbox.append(("early", call.leg_id, ci.lastStatusCode))
+
+    def _stack_bye(self, prm) -> tuple[int, str] | None:
+        """``(cause, text)`` when the call ended with a BYE the SIP stack sent on its own, else None.
+
+        Our own hangups are reported at once with a user event (pjsua's immediate hangup), and a
+        far end's BYE is a server transaction; a client BYE transaction here was pjsip's: the
+        session timer expired without a refresh, or our refresh (re-INVITE/UPDATE) timed out or got
+        408/481. Its Reason header says which.
+        """
+        e = prm.e
+        if e.type != self.pj.PJSIP_EVENT_TSX_STATE:
+            return None
+        tsx = e.body.tsxState.tsx
+        if tsx.role != self.pj.PJSIP_ROLE_UAC or tsx.method != "BYE":
+            return None
+        return _reason_header(tsx.lastTx.wholeMsg)
 
     def on_media_state(self, call) -> None:
         self._check_thread("onCallMediaState")
         pj = self.pj
         ci = call.getInfo()
         active = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE for m in ci.media)
-        self.inbox.append(("media", call.leg_id, active))
+        audio = next((m for m in ci.media if m.type == pj.PJMEDIA_TYPE_AUDIO), None)
+        # RTP is due only on an active stream that receives: pjsua calls a stream the far end made
+        # sendonly/inactive REMOTE_HOLD, and a recvonly far end leaves us no decoding direction.
+        watch = (audio is not None and audio.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                 and bool(audio.dir & pj.PJMEDIA_DIR_DECODING))
+        self.inbox.append(("media", call.leg_id, active, watch, audio.index if audio is not None else 0))
 
     def on_dtmf(self, leg_id: str, digit: str, method: int) -> None:
         how = "info" if method == self.pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
@@ -503,13 +542,17 @@ class Worker(MediaCommands):
         if leg is None:
             return
         if kind == "ended":
+            if note[4] is not None and leg.state == "confirmed" and leg.end_cause is None:
+                leg.end_cause = "session_timer"
+                leg.end_status, leg.end_reason = note[4][0], note[4][1] or "session expired"
+                log.warning("%s: session ended by the SIP stack (%s %s): session timer", leg.id, *note[4])
             self._ended(leg, note[2], note[3])
         elif leg.state in ("refused",):
             return
         elif kind == "confirmed":
             if leg.state != "ending" and leg.answered_at is None:
                 leg.state = "confirmed"
-                leg.answered_at = monotonic()
+                leg.answered_at = leg.rx_at = monotonic()
                 leg.deadline = None
                 self.emit(p.LegAnswered(leg=leg.id))
                 self._release_waiting(leg)
@@ -523,6 +566,10 @@ class Worker(MediaCommands):
         elif kind == "media":
             was = leg.media_active
             leg.media_active = note[2]
+            if note[3] != leg.rx_watch or note[4] != leg.audio_index:
+                # (un)held or renegotiated: silence counts from now, on the stream there is now
+                leg.rx_watch, leg.audio_index = note[3], note[4]
+                leg.rx_packets, leg.rx_at = None, monotonic()
             if leg.media_active and not was:
                 self._release_waiting(leg)
         elif kind == "digit":
@@ -562,12 +609,17 @@ class Worker(MediaCommands):
             self.emit(p.LegEnded(leg=leg.id, cause=cause, status=leg.end_status or status,
                                  reason=leg.end_reason or reason, duration=0.0))
             return
+        if leg.end_cause in DEAD_CAUSES:  # say why the worker ended it, not how the stack closed it
+            status, reason = leg.end_status or status, leg.end_reason or reason
         self.emit(p.LegEnded(leg=leg.id, cause=leg.end_cause or "remote", status=status, reason=reason,
                              duration=round(now - leg.answered_at, 3)))
 
     def _timers(self, now: float) -> None:
         if self.budget.blocked and now >= self.stuck_until:
             self.budget.blocked = 0
+        if self.calls and self.args.rtp_timeout and now >= self._rtp_due:
+            self._rtp_due = now + self.rtp_every
+            self._check_rtp(now)
         for leg in list(self.legs.values()):
             if leg.deadline is None or now < leg.deadline:
                 continue
@@ -590,6 +642,35 @@ class Worker(MediaCommands):
                 log.error("%s: still not disconnected %.0f s after hangup; releasing it", leg.id, ENDING_WATCHDOG)
                 self.calls.pop(leg.id, None)
                 self._ended(leg, leg.end_status or 500, "did not end after hangup")
+
+    def _check_rtp(self, now: float) -> None:
+        """Hang up confirmed legs that received no RTP for ``--rtp-timeout`` seconds.
+
+        A far end that vanished (crashed phone, lost network, a front that forgot the call) sends
+        no BYE; its RTP stops. The stream's received-packet count is read every ``rtp_every``
+        seconds, only while calls are up. Legs the far end holds (sendonly/inactive) or that it
+        told it will not send to (recvonly) are not watched: silence is what they announced.
+        """
+        timeout = self.args.rtp_timeout
+        for leg in list(self.legs.values()):
+            if leg.state != "confirmed" or not leg.rx_watch:
+                continue
+            call = self.calls.get(leg.id)
+            if call is None:
+                continue
+            try:
+                count = call.getStreamStat(leg.audio_index).rtcp.rxStat.pkt
+            except self.pj.Error:
+                continue  # no stream right now (media being renegotiated)
+            if count != leg.rx_packets:
+                leg.rx_packets, leg.rx_at = count, now
+            elif now - leg.rx_at >= timeout:
+                log.warning("%s: no RTP for %.0f s: the far end is gone, hanging up", leg.id, now - leg.rx_at)
+                self._hangup(leg, cause="rtp_timeout", reason=f"no RTP for {now - leg.rx_at:.0f} s")
+
+    def _leg_states(self) -> dict[str, str]:
+        """Every leg this worker holds → its SIP state (Pong.legs); refused INVITEs are no legs."""
+        return {leg.id: leg.sip_state for leg in self.legs.values() if leg.state not in ("refused", "new")}
 
     def _report_capacity(self) -> None:
         b = self.budget
@@ -630,7 +711,8 @@ class Worker(MediaCommands):
 
     def _dispatch(self, cmd: p.Command) -> None:
         if isinstance(cmd, p.Ping):
-            self.emit(p.Pong(command_id=cmd.id, media_ports=self.ep.mediaActivePorts()))
+            self.emit(p.Pong(command_id=cmd.id, media_ports=self.ep.mediaActivePorts(),
+                             legs=self._leg_states() if cmd.legs else None))
         elif isinstance(cmd, p.Shutdown):
             self._begin_shutdown(cmd.grace)
         elif isinstance(cmd, p.AnswerCall):
@@ -736,8 +818,10 @@ class Worker(MediaCommands):
             if leg.end_status is not None and leg.incoming and leg.answered_at is None:
                 self._answer(call, leg.end_status, reason, retry_after)
             else:
-                if not leg.incoming and leg.answered_at is None:
-                    self.last_cancel = monotonic()  # see _stack_full()
+                if (not leg.incoming and leg.answered_at is None) or cause in DEAD_CAUSES:
+                    # pjsua keeps the call slot until the far end answers the CANCEL or BYE, which a
+                    # vanished peer never does (Timer B/F: 32 s). See _stack_full().
+                    self.last_cancel = monotonic()
                 call.hangup(self.pj.CallOpParam())
         except self.pj.Error as exc:
             log.warning("%s: hangup: %s", leg.id, pj_reason(exc))
@@ -820,7 +904,7 @@ def _subclasses():
 
         def onCallState(self, prm) -> None:
             try:
-                self.worker.on_call_state(self)
+                self.worker.on_call_state(self, prm)
             except Exception:  # noqa: BLE001
                 log.exception("onCallState %s", self.leg_id)
 
@@ -875,6 +959,19 @@ def _with_worker(event: p.Event, name: str) -> p.Event:
     return dataclasses.replace(event, worker=name)
 
 
+def _reason_header(message: str) -> tuple[int, str]:
+    """``(cause, text)`` of a request's ``Reason: SIP ;cause=408 ;text="..."`` header ((408, "") if none)."""
+    for line in (message or "").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "reason":
+            cause = re.search(r"cause\s*=\s*(\d{3})", value)
+            text = re.search(r'text\s*=\s*"([^"]*)"', value)
+            return (int(cause.group(1)) if cause else 408), p.clean_text(text.group(1) if text else "", p.TEXT)
+        if not line.strip():
+            break  # end of the headers
+    return 408, ""
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -918,6 +1015,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="conference clock in Hz: 8000 for G.711 trunks (default), 16000 for G.722 (wideband)")
     ap.add_argument("--clock-linger", type=float, default=CLOCK_LINGER,
                     help=f"seconds the conference clock runs on after the last call (default {CLOCK_LINGER:g})")
+    ap.add_argument("--rtp-timeout", type=float, default=DEFAULT_RTP_TIMEOUT,
+                    help=f"hang up a confirmed leg that received no RTP for this many seconds, cause rtp_timeout "
+                         f"(default {DEFAULT_RTP_TIMEOUT:g}; 0: off). Not while the far end holds the call")
+    ap.add_argument("--session-expires", type=int, default=DEFAULT_SESSION_EXPIRES,
+                    help=f"RFC 4028 session interval in seconds, used with peers that support session timers "
+                         f"(default {DEFAULT_SESSION_EXPIRES}, at least {MIN_SESSION_EXPIRES}; 0: off). An expired "
+                         "session is ended with cause session_timer")
     ap.add_argument("--pj-log-level", type=int, default=1, help="pjsua2 log level to stderr, 0-6 (default 1)")
     ap.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
     args = ap.parse_args(argv)
@@ -930,6 +1034,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("ports out of range (RTP: 1024 <= rtp-start < rtp-end <= 65535)")
     if args.rtp_end - args.rtp_start < 4 * args.legs:
         ap.error("the RTP range needs at least 4 ports per leg")
+    if not 0 <= args.rtp_timeout <= 86400:
+        ap.error("--rtp-timeout must be 0 (off) to 86400 seconds")
+    if args.session_expires != 0 and not MIN_SESSION_EXPIRES <= args.session_expires <= 86400:
+        ap.error(f"--session-expires must be 0 (off) or {MIN_SESSION_EXPIRES}-86400 seconds (pjsip refuses less "
+                 f"than {MIN_SESSION_EXPIRES})")
     if not p.valid_leg_id(args.id) or (args.leg_prefix and not p.valid_leg_id(args.leg_prefix)):
         ap.error("--id and --leg-prefix: letters, digits, '.', '_', ':', '-' only")
     return args

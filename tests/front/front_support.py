@@ -371,6 +371,7 @@ def settings_tree(*, port: int, worker_base_port: int, prompts: Path, database_u
         "queue_log": str(workdir / "queue_log"),
         "rtp_port_start": rtp_start if rtp_start is not None else 10000 + random.randrange(0, 25) * 1000,
         "rtp_port_end": 65000,
+        "rtp_timeout_seconds": 120,  # SIPp callers send RTP only while a pcap plays; some hold silent longer
         **sip,
     })
     tree["database"]["url"] = database_url
