@@ -36,7 +36,8 @@ LEG_UNKNOWN = "leg_unknown"
 CALL_UNKNOWN = "call_unknown"
 """The ACD holds a call no contact stands for: it is removed from the queue."""
 WRAP_UP_OVERDUE = "wrap_up_overdue"
-"""A wrap-up past its end (timed) or longer than the limit: ended (a disposition owed stays owed)."""
+"""A timed wrap-up past its end (its timer lost): ended. One longer than the limit: ended into not ready
+(the agent may have left the desk). A disposition owed stays owed."""
 PHONE_OFFLINE_READY = "phone_offline_ready"
 """Ready or ringing while the agent's phone is not registered: made not ready, reason ``phone_offline``."""
 PHONE_BACK = "phone_back"
@@ -189,7 +190,9 @@ def sweep(obs: Observation, pending: Mapping[tuple[str, str, str], float], rules
             if now >= end:
                 seen = (f"wrap-up due to end {now - end:.0f} s ago" if a.wrap_until is not None and a.wrap_until <= limit
                         else f"wrap-up for {in_state}, over the {rules.max_wrap_up:.0f} s limit")
-                add(WRAP_UP_OVERDUE, subject, f"{a.since:.3f}", seen, "wrap-up ended (a disposition owed stays owed)",
+                timed = a.wrap_until is not None and a.wrap_until <= limit
+                add(WRAP_UP_OVERDUE, subject, f"{a.since:.3f}", seen,
+                    "wrap-up ended" if timed else "wrap-up ended, agent not ready (a disposition owed stays owed)",
                     start=end, agent_id=a.agent_id)
                 continue
         if a.phone == "offline" and a.state in (_AVAILABLE, _RESERVED):

@@ -128,6 +128,14 @@ class Reconciliation:
             if self.engine.has_call(r.call_id) and r.call_id not in self.calls:
                 self._acd(acd.CallAbandoned(r.call_id))
         elif r.kind == rc.WRAP_UP_OVERDUE:
+            wrap = self.engine.agent_wrap_up(r.agent_id)
+            if wrap is None:
+                return
+            if wrap["until"] is None or wrap["until"] > self.now().timestamp():
+                # over the limit, not a lost timer: the agent may not be at the desk; not ready, not offered calls
+                reasons = self.settings.acd.not_ready_reasons
+                self._acd(acd.AgentWentNotReady(r.agent_id, "after_call_work" if "after_call_work" in reasons
+                                                else reasons[0]))
             if self.engine.agent_state(r.agent_id)[0] == "wrap_up":
                 self._acd(acd.WrapUpEnded(r.agent_id, forced=True))
         elif r.kind == rc.PHONE_OFFLINE_READY:

@@ -182,3 +182,24 @@ async def test_phone_offline_while_ready_and_back(tmp_path):
         assert center.engine.agent_state("1001") == ("available", None)  # ready_when_back
     finally:
         await stack.stop()
+
+
+async def test_a_wrap_up_over_the_limit_ends_into_not_ready_and_the_disposition_stays_owed(tmp_path):
+    stack = Stack(tmp_path, overrides=GRACE + ("queues.general.after_call_work=until_disposed",))
+    await stack.start()
+    try:
+        stack.only_agent("1001")
+        caller = await stack.caller_to_queue()
+        await stack.answer("1001")
+        await stack.caller_hangs_up(caller, "1001")
+        center = stack.center
+        assert center.engine.agent_state("1001")[0] == "wrap_up" and center.owed_list("1001")
+        center.sweep_rules = type(center.sweep_rules)(grace=0.5, max_wrap_up=0.2)  # the limit, shortened
+        await asyncio.sleep(0.8)  # past the limit, and past the grace after it
+        repairs = await center.sweep_once()
+        await stack.settle()
+        assert [r.kind for r in repairs] == ["wrap_up_overdue"] and "limit" in repairs[0].seen
+        assert center.engine.agent_state("1001") == ("not_ready", "after_call_work")
+        assert len(center.owed_list("1001")) == 1  # still to be given
+    finally:
+        await stack.stop()
