@@ -42,6 +42,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _networks(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or network such as '203.0.113.0/24'") from None
+    return value
+
+
 class CenterConfig(_Section):
     name: str = "Demo Contact Center"
     locale: str = Field("zh_CN", description="locale for generated data and formatting, e.g. zh_CN or en_US")
@@ -124,12 +133,7 @@ class SipConfig(_Section):
     @field_validator("trunk_allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an address or network such as '203.0.113.0/24'") from None
-        return value
+        return _networks(value)
 
     @field_validator("session_expires_seconds")
     @classmethod
@@ -210,12 +214,7 @@ class PhonesConfig(_Section):
     @field_validator("allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an address or network such as '198.51.100.0/24'") from None
-        return value
+        return _networks(value)
 
     @model_validator(mode="after")
     def _expiry(self) -> "PhonesConfig":
