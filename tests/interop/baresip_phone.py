@@ -9,6 +9,11 @@ The names have a one-second resolution: give every phone its own ``record_dir``.
 
 Ports: SIP on ``sip_port`` (UDP and TCP) and ``sip_port + 1`` (1.0.0 also listens TLS there),
 ctrl_tcp on ``sip_port + 2`` unless ``ctrl_port`` is given, RTP in ``rtp_ports``.
+
+``register=False`` makes a phone that neither registers nor uses the outbound proxy (a caller
+that dials a trunk address such as ``sip:4000@127.0.0.1:PORT`` straight). DTMF: ``send_dtmf``
+(menu's ``sndcode``, which exists only during a call) sends RFC 4733 telephone-events, the only
+way 1.0.0 has (no SIP INFO, no in-band tones).
 """
 
 from __future__ import annotations
@@ -51,11 +56,12 @@ class BaresipPhone:
     def __init__(self, user: str, password: str, *, registrar: str = "127.0.0.1:5060", domain: str = "center",
                  sip_port: int, rtp_ports: tuple[int, int], play_wav: Path, record_dir: Path,
                  ctrl_port: int | None = None, regint: int = 60, codecs: str = "PCMU,PCMA",
-                 address: str = "127.0.0.1") -> None:
+                 address: str = "127.0.0.1", register: bool = True) -> None:
         self.user, self.password, self.registrar, self.domain = user, password, registrar, domain
         self.sip_port, self.rtp_ports, self.ctrl_port = sip_port, rtp_ports, ctrl_port or sip_port + 2
         self.play_wav, self.record_dir = Path(play_wav).resolve(), Path(record_dir).resolve()
         self.regint, self.codecs, self.address = regint, codecs, address
+        self.register = register
         self.aor = f"sip:{user}@{domain}"
         self.events: list[dict] = []
         self.proc: subprocess.Popen | None = None
@@ -70,9 +76,13 @@ class BaresipPhone:
     # ------------------------------------------------------------------ configuration
 
     def account_line(self) -> str:
-        # outbound= is the proxy every request goes to (REGISTER and INVITE); the realm comes from the challenge
-        return (f"<sip:{self.user}@{self.domain}>;auth_pass={self.password}"
-                f';outbound="sip:{self.registrar}";regint={self.regint}'
+        # outbound= is the proxy every request goes to (REGISTER and INVITE); the realm comes from the challenge.
+        # Without registering: regint=0 (no REGISTER at all) and no proxy, a dialled URI is reached directly.
+        if re.search(r"[\s;]", self.password):
+            # libre's parameter decoder ends a value at white space or ';': "a b" would be sent as "a"
+            raise ValueError(f"baresip 1.0.0 cannot take this password in an account line: {self.password!r}")
+        route = f';outbound="sip:{self.registrar}";regint={self.regint}' if self.register else ";regint=0"
+        return (f"<sip:{self.user}@{self.domain}>;auth_pass={self.password}{route}"
                 f";answermode=auto;audio_codecs={self.codecs};ptime=20")
 
     def config_text(self) -> str:
@@ -271,6 +281,19 @@ class BaresipPhone:
     def hangup(self) -> None:
         self.command("hangup")
 
+    def send_dtmf(self, digits: str, gap: float = 0.25) -> None:
+        """Key ``digits`` in the current call, as RFC 4733 events (one ``sndcode`` per digit: start, then end).
+
+        ``sndcode`` is one of menu's in-call commands: outside a call ctrl_tcp answers that it does
+        not know it (a BaresipError). baresip logs ``audio: send DTMF digit`` for each.
+        """
+        for n, digit in enumerate(digits):
+            if digit not in "0123456789*#ABCD":
+                raise ValueError(f"not a DTMF digit: {digit!r}")
+            if n:
+                time.sleep(gap)
+            self.command("sndcode", digit)
+
     def recordings(self, direction: str) -> list[Path]:
         return sorted(self.record_dir.glob(f"dump-*-{direction}.wav"))
 
@@ -308,6 +331,35 @@ def wav_frequency(path: Path) -> float:
     samples, rate = read_samples(path)
     crossings = sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0))
     return crossings * rate / (2 * len(samples)) if samples else 0.0
+
+
+def wav_windows(path: Path, window: float = 0.25) -> list[tuple[float, float, float]]:
+    """``(start s, RMS, frequency)`` of consecutive windows: what was heard when, in a file with several parts."""
+    samples, rate = read_samples(path)
+    size = max(1, int(window * rate))
+    out = []
+    for start in range(0, len(samples) - size + 1, size):
+        part = samples[start:start + size]
+        rms = math.sqrt(sum(s * s for s in part) / size)
+        crossings = sum(1 for a, b in zip(part, part[1:]) if (a < 0) != (b < 0))
+        out.append((start / rate, rms, crossings * rate / (2 * size)))
+    return out
+
+
+def tone_run(path: Path, frequency: float, *, min_rms: float = 3000, tolerance: float = 0.05,
+             window: float = 0.25) -> tuple[float, float, float]:
+    """The longest stretch of ``frequency`` (within ``tolerance``, at least ``min_rms``) in a recording:
+    ``(start s, seconds, mean RMS)``; (0, 0, 0) when the tone is not there at all."""
+    best = (0.0, 0.0, 0.0)
+    run: list[tuple[float, float, float]] = []
+    for item in wav_windows(path, window) + [(0.0, 0.0, 0.0)]:  # a sentinel closes the last run
+        if item[1] >= min_rms and abs(item[2] - frequency) <= frequency * tolerance:
+            run.append(item)
+            continue
+        if run and len(run) * window > best[1]:
+            best = (run[0][0], len(run) * window, sum(r[1] for r in run) / len(run))
+        run = []
+    return best
 
 
 def wav_seconds(path: Path) -> float:
