@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from acd.settings import PHONE_OFFLINE
 
 __all__ = [
-    "CALL_UNKNOWN", "LEG_LOST", "LEG_UNKNOWN", "OFFER_WITHOUT_LEG", "PHONE_BACK", "PHONE_OFFLINE_READY", "REPAIR_KINDS",
+    "ANSWER_UNSEEN", "CALL_UNKNOWN", "LEG_LOST", "LEG_UNKNOWN", "OFFER_WITHOUT_LEG", "PHONE_BACK", "PHONE_OFFLINE_READY", "REPAIR_KINDS",
     "TALK_WITHOUT_CALL", "WRAP_UP_OVERDUE", "AgentSeen", "CallSeen", "LegSeen", "Observation", "Repair", "SweepRules",
     "SweepResult", "sweep",
 ]
 
 OFFER_WITHOUT_LEG = "offer_without_leg"
 """Reserved for a call whose agent leg rings on no worker: the offer is released, the call keeps its place."""
+ANSWER_UNSEEN = "answer_unseen"
+"""Reserved while the agent's phone has answered (its leg is confirmed on the worker): the answer is taken,
+the call connects."""
 TALK_WITHOUT_CALL = "talk_without_call"
 """On call (for the ACD) with no conversation behind it: the ACD's call is ended, the agent goes to wrap-up."""
 LEG_LOST = "leg_lost"
@@ -42,12 +45,15 @@ PHONE_OFFLINE_READY = "phone_offline_ready"
 """Ready or ringing while the agent's phone is not registered: made not ready, reason ``phone_offline``."""
 PHONE_BACK = "phone_back"
 """Not ready only because the phone was offline, and it is back: ready again (when the rules say so)."""
-REPAIR_KINDS = (OFFER_WITHOUT_LEG, TALK_WITHOUT_CALL, LEG_LOST, LEG_UNKNOWN, CALL_UNKNOWN, WRAP_UP_OVERDUE,
+REPAIR_KINDS = (OFFER_WITHOUT_LEG, ANSWER_UNSEEN, TALK_WITHOUT_CALL, LEG_LOST, LEG_UNKNOWN, CALL_UNKNOWN, WRAP_UP_OVERDUE,
                 PHONE_OFFLINE_READY, PHONE_BACK)
 
 _RESERVED, _ON_CALL, _WRAP_UP, _AVAILABLE, _NOT_READY = "reserved", "on_call", "wrap_up", "available", "not_ready"
 _TALKING = ("connected", "leaving")
 _FINISHING = ("disconnecting", "disconnected")
+_UNDECIDED = ("incoming",)
+"""A new call the worker has not answered yet: its own decision timeout answers it (503, which the SIP front
+fails over to another worker); hanging it up here would turn the caller away."""
 
 
 @dataclass(frozen=True)
@@ -172,9 +178,19 @@ def sweep(obs: Observation, pending: Mapping[tuple[str, str, str], float], rules
                        f"leg {call.agent_leg} rings on no worker")
                 if call is not None and call.agent_leg:
                     spoken_for.add(call.agent_leg)
-                add(OFFER_WITHOUT_LEG, subject, a.call_id or "", f"reserved for call {a.call_id} for {in_state}, but {why}",
+                # keyed by the offer (the state's start): a call re-offered each second by the call flow's own
+                # retry (no room to dial) is a new offer each time, not one that lasts
+                add(OFFER_WITHOUT_LEG, subject, f"{a.call_id}@{a.since:.6f}",
+                    f"reserved for call {a.call_id} for {in_state}, but {why}",
                     "offer released; the call keeps its place in the queue", agent_id=a.agent_id, call_id=a.call_id,
                     leg=call.agent_leg if call else None)
+                continue
+            answered = held.get(call.agent_leg)
+            if answered is not None and answered.state == "confirmed":
+                add(ANSWER_UNSEEN, subject, f"{a.call_id}@{a.since:.6f}", f"reserved for call {a.call_id} for "
+                    f"{in_state}, but its phone answered (leg {call.agent_leg} is talking on {answered.worker})",
+                    "answer taken: the call connects", agent_id=a.agent_id, call_id=a.call_id, leg=call.agent_leg,
+                    worker=answered.worker)
                 continue
         elif a.state == _ON_CALL:
             if call is None or call.agent_id != a.agent_id or call.phase not in _TALKING:
@@ -213,7 +229,7 @@ def sweep(obs: Observation, pending: Mapping[tuple[str, str, str], float], rules
                 "which no worker has", "leg ended as if its end had been reported", call_id=c.call_id, leg=leg,
                 worker=obs.leg_workers.get(leg))
     for leg in obs.legs:
-        if leg.leg not in owned and leg.state not in _FINISHING:
+        if leg.leg not in owned and leg.state not in _FINISHING + _UNDECIDED:
             add(LEG_UNKNOWN, f"leg:{leg.leg}", leg.worker, f"worker {leg.worker} holds leg {leg.leg} ({leg.state}) "
                 "that no contact owns", "leg hung up", leg=leg.leg, worker=leg.worker)
     for call_id in sorted(obs.acd_calls - calls.keys()):

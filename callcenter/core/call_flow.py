@@ -228,7 +228,7 @@ class CallFlow:
         The agent stays reserved a moment before the call goes back to its place, so a pool that
         is full is not asked again in a tight loop.
         """
-        agent = call.agent_id
+        agent, offered = call.agent_id, call.offered_at
         if call.agent_leg:
             self.by_leg.pop(call.agent_leg, None)
         call.agent_leg = None
@@ -238,7 +238,8 @@ class CallFlow:
 
         def retry() -> None:
             current = self.calls.get(call.call_id)
-            if current is None or current.phase != RINGING or current.agent_id != agent or current.agent_leg:
+            if current is None or current.phase != RINGING or current.agent_id != agent or current.agent_leg \
+                    or current.offered_at != offered:  # a later offer (released and made again meanwhile)
                 return
             current.phase = CALLBACK if current.callback_number else QUEUED
             self._acd(acd.OfferFailed(current.call_id, agent))

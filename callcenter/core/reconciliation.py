@@ -120,6 +120,10 @@ class Reconciliation:
                                     worker=r.worker)
         elif r.kind == rc.OFFER_WITHOUT_LEG:
             self._release_lost_offer(r.agent_id, r.call_id)
+        elif r.kind == rc.ANSWER_UNSEEN:
+            call = self.calls.get(r.call_id)
+            if call is not None and call.phase == RINGING and call.agent_leg == r.leg:
+                self.handle(tp.LegAnswered(leg=r.leg))
         elif r.kind == rc.TALK_WITHOUT_CALL:
             state, _ = self.engine.agent_state(r.agent_id)
             if state == "on_call" and self.engine.agent_call(r.agent_id) == r.call_id:

@@ -791,7 +791,8 @@ class FakeTelephony:
     ``commands`` lists every command sent (with its id). :meth:`inject` feeds an event as if a
     worker had sent it (and keeps the leg bookkeeping and free legs like the real pool);
     :meth:`arrive` makes a caller arrive. Nothing is dialled or played for real. :meth:`live_legs`
-    lists the legs it keeps, in ``leg_states`` (default ``confirmed``); workers in ``silent`` do
+    lists the legs it keeps, in ``leg_states`` (``incoming`` until answered, ``early`` when dialled,
+    ``confirmed`` once answered, as a worker would say); workers in ``silent`` do
     not answer.
     """
 
@@ -841,6 +842,8 @@ class FakeTelephony:
         leg = getattr(command, "leg", None) or getattr(command, "a", None)
         target = worker or (self._leg_worker.get(leg) if leg else None) or "w1"
         self.commands.append((target, command))
+        if isinstance(command, p.AnswerCall):
+            self.leg_states[command.leg] = "confirmed"
         return command.id
 
     def dial(self, uri: str, *, peer: str | None = None, caller_id: str = "", display_name: str = "",
@@ -854,6 +857,7 @@ class FakeTelephony:
         ok = budget is not None and (budget.attach(leg, peer) if peer else budget.admit(leg))
         if ok:
             self._leg_worker[leg] = target
+            self.leg_states[leg] = "early"  # ringing until a LegAnswered is injected
         else:
             self.events.put_nowait(p.CommandFailed(command_id=command.id, command="Dial",
                                                    reason="no free leg", leg=leg))
@@ -872,9 +876,13 @@ class FakeTelephony:
             if not budget.admit(event.leg):
                 raise AssertionError(f"{event.worker} has no room for {event.leg}")
             self._leg_worker[event.leg] = event.worker
+            self.leg_states[event.leg] = "incoming"
+        elif isinstance(event, p.LegAnswered):
+            self.leg_states[event.leg] = "confirmed"
         elif isinstance(event, (p.LegEnded, p.LegFailed)):
             budget.release(event.leg)
             self._leg_worker.pop(event.leg, None)
+            self.leg_states.pop(event.leg, None)
         elif isinstance(event, p.CommandFailed) and event.command == "Dial" and event.leg:
             owner = self._budgets.get(self._leg_worker.pop(event.leg, "") or "")  # a refused dial holds no leg
             if owner is not None:

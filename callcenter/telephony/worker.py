@@ -818,10 +818,9 @@ class Worker(MediaCommands):
             if leg.end_status is not None and leg.incoming and leg.answered_at is None:
                 self._answer(call, leg.end_status, reason, retry_after)
             else:
-                if (not leg.incoming and leg.answered_at is None) or cause in DEAD_CAUSES:
-                    # pjsua keeps the call slot until the far end answers the CANCEL or BYE, which a
-                    # vanished peer never does (Timer B/F: 32 s). See _stack_full().
-                    self.last_cancel = monotonic()
+                # pjsua keeps the call slot until the far end answers the CANCEL or BYE, which a vanished
+                # peer (or a phone that drops BYEs) never does (Timer B/F: 32 s). See _stack_full().
+                self.last_cancel = monotonic()
                 call.hangup(self.pj.CallOpParam())
         except self.pj.Error as exc:
             log.warning("%s: hangup: %s", leg.id, pj_reason(exc))

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acd.reconcile import (
-    CALL_UNKNOWN, LEG_LOST, LEG_UNKNOWN, OFFER_WITHOUT_LEG, PHONE_BACK, PHONE_OFFLINE_READY, TALK_WITHOUT_CALL,
+    ANSWER_UNSEEN, CALL_UNKNOWN, LEG_LOST, LEG_UNKNOWN, OFFER_WITHOUT_LEG, PHONE_BACK, PHONE_OFFLINE_READY, TALK_WITHOUT_CALL,
     WRAP_UP_OVERDUE, AgentSeen, CallSeen, LegSeen, Observation, SweepRules, sweep,
 )
 
@@ -63,7 +63,7 @@ def test_offer_whose_leg_rings_nowhere_is_released_after_the_grace():
     obs = healthy()
     obs = replace(obs, legs=tuple(l for l in obs.legs if l.leg != "A2"))
     first, second = twice(obs)
-    assert first.repairs == () and ("offer_without_leg", "agent:2", "c2") in first.pending
+    assert first.repairs == () and ("offer_without_leg", "agent:2", f"c2@{T0 - 2:.6f}") in first.pending
     assert kinds(second) == [(OFFER_WITHOUT_LEG, "agent:2")]
     repair = second.repairs[0]
     assert repair.call_id == "c2" and repair.leg == "A2" and repair.lasted == 3.5
@@ -80,6 +80,13 @@ def test_offer_with_no_contact_and_offer_never_dialled():
                         legs=tuple(l for l in obs.legs if l.leg != "A2"))
     [repair] = [r for r in twice(undialled)[1].repairs]
     assert repair.kind == OFFER_WITHOUT_LEG and "never dialled" in repair.seen
+
+
+def test_an_answer_never_reported_is_taken():
+    obs = healthy()
+    obs = replace(obs, legs=tuple(LegSeen("A2", "w2", "confirmed") if l.leg == "A2" else l for l in obs.legs))
+    [repair] = twice(obs)[1].repairs
+    assert repair.kind == ANSWER_UNSEEN and repair.leg == "A2" and repair.worker == "w2"
 
 
 def test_on_call_with_no_conversation():
@@ -114,6 +121,27 @@ def test_unknown_leg_is_hung_up_but_not_one_already_ending():
     second = twice(obs)[1]
     assert kinds(second) == [(LEG_UNKNOWN, "leg:X9")]
     assert second.repairs[0].worker == "w4"
+
+
+def test_a_new_leg_the_worker_is_still_deciding_on_is_left_to_it():
+    obs = healthy()
+    obs = replace(obs, legs=obs.legs + (LegSeen("X7", "w4", "incoming"),))
+    assert twice(obs)[1].repairs == ()
+
+
+def test_an_offer_made_again_each_second_is_a_new_offer_each_time():
+    """The call flow re-offers a call it could not dial every second: never one offer lasting the grace."""
+    obs = healthy()
+    calls = (obs.calls[0], CallSeen("c2", "ringing", "2", ("L2",), None), obs.calls[2])
+    result = sweep(replace(obs, calls=calls, legs=tuple(l for l in obs.legs if l.leg != "A2")), {}, RULES)
+    for second in range(1, 8):
+        now = T0 + second
+        agents = tuple(AgentSeen("2", "reserved", since=now - 0.2, call_id="c2") if a.agent_id == "2" else a
+                       for a in obs.agents)
+        result = sweep(replace(obs, now=now, agents=agents, calls=calls,
+                               legs=tuple(l for l in obs.legs if l.leg != "A2")), result.pending, RULES)
+        assert result.repairs == ()
+        assert len(result.pending) == 1  # only the current offer is remembered
 
 
 def test_timed_wrap_up_past_its_end_and_endless_wrap_up():

@@ -102,12 +102,29 @@ async def test_an_offer_whose_ringing_leg_vanished_goes_back_to_the_queue(tmp_pa
         await stack.stop()
 
 
+async def test_a_lost_answer_is_taken_and_the_call_connects(tmp_path):
+    stack = Stack(tmp_path, overrides=GRACE)
+    await stack.start()
+    try:
+        stack.only_agent("1001")
+        caller = await stack.caller_to_queue()
+        ringing = stack.agent_leg("1001")
+        lose(stack, tp.LegAnswered(leg=ringing))  # the phone answered; the report never came
+        repairs = await sweep_past_grace(stack)
+        assert [r.kind for r in repairs] == ["answer_unseen"]
+        assert stack.center.engine.agent_state("1001")[0] == "on_call"
+        assert any(isinstance(c, tp.Bridge) and {c.a, c.b} == {caller, ringing} for c in stack.fake.sent(tp.Bridge))
+    finally:
+        await stack.stop()
+
+
 async def test_a_leg_no_contact_owns_is_hung_up(tmp_path):
     stack = Stack(tmp_path, overrides=GRACE)
     await stack.start()
     try:
         # a worker holds a leg the control process never heard of (its CallArrived was lost)
         lose(stack, tp.CallArrived(worker="w2", leg="w2.9-stray", call_id="x", ani="1", dnis="2", display_name=""))
+        stack.fake.leg_states["w2.9-stray"] = "confirmed"  # and answered it (an undecided one is the worker's)
         repairs = await sweep_past_grace(stack)
         assert [(r.kind, r.leg, r.worker) for r in repairs] == [("leg_unknown", "w2.9-stray", "w2")]
         assert [c.leg for c in stack.fake.sent(tp.Hangup)] == ["w2.9-stray"]
