@@ -42,8 +42,8 @@ when it was lost in ``pool.dropped``), spread over the run, each armed as soon a
 | ``caller_bye_ivr`` | ``LegEnded`` of a quitter's leg in the IVR | the caller still listens | ``leg_lost`` |
 | ``agent_bye_talking`` | ``LegEnded`` of 2004's leg (its RTP timeout) | the agent still talks | ``leg_lost`` |
 | ``agent_reject_ringing`` | ``LegFailed`` (486/603) of a ringing offer to 2006/2007 | the agent's phone rings | ``offer_without_leg`` |
-| ``call_arrived`` | ``CallArrived`` of the next caller | nothing: the worker holds a leg no contact owns | ``leg_unknown`` (or the worker's own 5 s decision timeout, which comes first about half the time) |
-| ``agent_answer_ringing`` | ``LegAnswered`` of a ringing offer to 2001-2003 | the phone still rings | none: the ACD's ring timeout (8 s) cancels the offer |
+| ``call_arrived`` | ``CallArrived`` of the next caller | nothing: the worker holds a leg no contact owns | none: the worker's own 5 s decision timeout answers 503 and the front hands the caller to another worker (the sweep leaves undecided legs alone) |
+| ``agent_answer_ringing`` | ``LegAnswered`` of a ringing offer to 2001-2003 | the phone still rings | ``answer_unseen``: the call connects (before the ACD's 8 s ring timeout) |
 
 **Afterwards** the callers finish, the center gets ``--settle`` s (40; transaction timeouts are 32 s), then:
 calls placed and answered; faults injected per kind; repairs by kind (``audit_log`` rows of actor
@@ -148,10 +148,10 @@ STREAMING = {a for a, (_, s) in PHONES.items() if s.name in ("phone_talk.xml", "
 DROPS = {  # kind -> (how many, what is lost, the repair expected)
     "caller_bye_talking": (4, "LegEnded of a talking caller's leg (agents 2001-2003)", "leg_lost"),
     "agent_reject_ringing": (3, "LegFailed 486/603 of a ringing offer (agents 2006/2007)", "offer_without_leg"),
-    "call_arrived": (3, "CallArrived of the next caller", "leg_unknown"),
+    "call_arrived": (3, "CallArrived of the next caller", None),
     "caller_bye_ivr": (2, "LegEnded of a quitter's leg in the IVR", "leg_lost"),
     "agent_bye_talking": (2, "LegEnded of agent 2004's leg (its RTP timeout)", "leg_lost"),
-    "agent_answer_ringing": (2, "LegAnswered of a ringing offer (agents 2001-2003)", None),
+    "agent_answer_ringing": (2, "LegAnswered of a ringing offer (agents 2001-2003)", "answer_unseen"),
 }
 KILLS = (("ringing", 0.25), ("talking", 0.4), ("ringing", 0.6), ("talking", 0.75))  # (when, share of the run)
 
