@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("callcenter", "acd", "ivr", "screenpop", "bench")
+SCANNED = ("callcenter", "acd", "ivr", "screenpop", "dialer", "bench")
 
 # package -> (module of its exception root, the root's name); None: the package defines no exceptions.
 ROOTS: dict[str, tuple[str, str] | None] = {
     "acd": ("acd.errors", "AcdError"),
     "ivr": ("ivr.errors", "IvrError"),
     "screenpop": ("screenpop.errors", "ScreenpopError"),
+    "dialer": ("dialer.errors", "DialerError"),
     "callcenter.telephony": ("callcenter.telephony.errors", "TelephonyError"),
     "callcenter.front": ("callcenter.front.kamailio", "FrontError"),
     "callcenter.db": ("callcenter.errors", "DatabaseError"),

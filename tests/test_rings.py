@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 FORBIDDEN = ("textual", "pjsua2", "sqlalchemy", "redis", "websockets", "psycopg", "alembic")
-PURE = ("acd", "ivr", "screenpop", "callcenter.core", "callcenter.config", "callcenter.clock", "callcenter.dispositions")
+PURE = ("acd", "ivr", "screenpop", "dialer", "callcenter.core", "callcenter.config", "callcenter.clock", "callcenter.dispositions")
 
 
 def test_pure_packages_load_no_io_library():
