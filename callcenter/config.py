@@ -453,9 +453,10 @@ class Settings(_Section):
             user = self.phone_user(aid)
             if user is None:
                 continue
-            if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,32}", user):
-                problems.append((("agents", aid, "phone"), f"a registering phone's user {user!r} may only use letters, "
-                                                            "digits, '_', '.', '+', '-' (at most 32)"))
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}", user):
+                problems.append((("agents", aid, "phone"), f"a registering phone's user {user!r} must start with a "
+                                                            "letter or digit, then letters, digits, '_', '.', '+', '-' "
+                                                            "(at most 32)"))
             elif user in users:
                 problems.append((("agents", aid, "phone"), f"sip:{user}@{self.phones.domain} is agent "
                                                             f"{users[user]}'s phone already"))

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import acd
 from acd import reconcile as rc
@@ -174,7 +175,7 @@ class Reconciliation:
             self._acd(acd.AgentWentNotReady(agent_id, "no_answer"))  # the ACD would not take it back: withdraw it
 
     def _repaired(self, r: rc.Repair) -> None:
-        today = self.now().astimezone().date()
+        today = self.now().astimezone(ZoneInfo(self.settings.hours.timezone)).date()  # the center's day
         if self.repairs_day != today:
             self.repairs_day, self.counters["repairs_today"] = today, 0
         self.counters["repairs_today"] += 1
